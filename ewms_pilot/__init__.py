@@ -1,0 +1,1 @@
+"""ewms_pilot — the pilot: one batch job, thousands of events."""

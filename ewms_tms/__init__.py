@@ -1,0 +1,1 @@
+"""ewms_tms — filled in by a later issue (see ../shared/DESIGN.md)."""

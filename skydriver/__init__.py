@@ -1,0 +1,1 @@
+"""skydriver — filled in by a later issue (see ../shared/DESIGN.md)."""
