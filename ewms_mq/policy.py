@@ -1,0 +1,114 @@
+"""Delivery limits and dead-lettering as RabbitMQ policies, via the management HTTP API.
+
+Queues are declared exactly as `oms-mqclient` declares them (quorum, no other arguments),
+because RabbitMQ refuses a redeclaration with different arguments. The delivery limit and
+the dead-letter route to `<queue>.dlq` therefore come from a policy matching exactly that
+queue: `dead-letter-routing-key` is one fixed value, so one policy serves one queue.
+The WMS sets these per workflow; tests and users without a WMS call the same functions.
+"""
+
+import asyncio
+import base64
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from .address import BrokerAddress
+from .errors import PolicyError
+from .rabbitmq import dlq_name
+
+DEFAULT_DELIVERY_LIMIT = 3
+DEFAULT_MANAGEMENT_PORT = 15672
+POLICY_PREFIX = "ewms-dlq-"
+POLICY_PRIORITY = 10  # above the broker's defaults, so ours decide for these queues
+_HTTP_TIMEOUT = 10.0
+
+
+def policy_name(queue: str) -> str:
+    """The name of the policy that governs `queue`."""
+    return POLICY_PREFIX + queue
+
+
+def management_url_for(address: BrokerAddress) -> str:
+    """The management API next to an AMQP address (same host, port 15672)."""
+    scheme = "https" if address.tls else "http"
+    return f"{scheme}://{address.host}:{DEFAULT_MANAGEMENT_PORT}"
+
+
+class ManagementAPI:
+    """The few management-API calls this system needs, with the broker's credentials.
+
+    Calls are blocking HTTP (urllib) run in a thread, so the event loop stays free.
+    """
+
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        self.base_url = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or DEFAULT_MANAGEMENT_PORT}"
+        # credentials in the URL win over the broker's, as an operator would expect
+        user = urllib.parse.unquote(parsed.username) if parsed.username else username
+        secret = urllib.parse.unquote(parsed.password) if parsed.password else password
+        self._auth = "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+    @classmethod
+    def for_broker(cls, address: BrokerAddress, management_url: str | None = None) -> "ManagementAPI":
+        return cls(management_url or management_url_for(address), address.username, address.password)
+
+    async def request(self, method: str, path: str, body: Any = None) -> Any:
+        return await asyncio.to_thread(self._request, method, path, body)
+
+    def _request(self, method: str, path: str, body: Any) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": self._auth, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=_HTTP_TIMEOUT) as resp:
+                payload = resp.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise PolicyError(f"{method} {self.base_url}{path}: HTTP {exc.code} {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise PolicyError(f"management API at {self.base_url} unreachable: {exc}") from None
+        return json.loads(payload) if payload else None
+
+
+def _vhost_path(vhost: str) -> str:
+    return urllib.parse.quote(vhost, safe="")
+
+
+async def apply_dlq_policy(
+    api: ManagementAPI,
+    queue: str,
+    *,
+    vhost: str = "/",
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+) -> None:
+    """Give `queue` a delivery limit after which messages go to `<queue>.dlq`."""
+    if delivery_limit < 1:
+        raise ValueError(f"delivery_limit must be at least 1, not {delivery_limit}")
+    definition = {
+        "pattern": f"^{re.escape(queue)}$",
+        "apply-to": "queues",
+        "priority": POLICY_PRIORITY,
+        "definition": {
+            "delivery-limit": delivery_limit,
+            "dead-letter-exchange": "",
+            "dead-letter-routing-key": dlq_name(queue),
+        },
+    }
+    await api.request("PUT", f"/api/policies/{_vhost_path(vhost)}/{policy_name(queue)}", definition)
+
+
+async def remove_dlq_policy(api: ManagementAPI, queue: str, *, vhost: str = "/") -> None:
+    """Remove the policy of `queue`; a missing policy is not an error."""
+    try:
+        await api.request("DELETE", f"/api/policies/{_vhost_path(vhost)}/{policy_name(queue)}")
+    except PolicyError as exc:
+        if "HTTP 404" not in str(exc):
+            raise
