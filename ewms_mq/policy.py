@@ -20,7 +20,7 @@ from .address import BrokerAddress
 from .errors import PolicyError
 from .rabbitmq import dlq_name
 
-DEFAULT_DELIVERY_LIMIT = 3
+DEFAULT_MAX_DELIVERIES = 3  # a message is tried at most this often, then dead-lettered
 DEFAULT_MANAGEMENT_PORT = 15672
 POLICY_PREFIX = "ewms-dlq-"
 POLICY_PRIORITY = 10  # above the broker's defaults, so ours decide for these queues
@@ -87,17 +87,21 @@ async def apply_dlq_policy(
     queue: str,
     *,
     vhost: str = "/",
-    delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES,
 ) -> None:
-    """Give `queue` a delivery limit after which messages go to `<queue>.dlq`."""
-    if delivery_limit < 1:
-        raise ValueError(f"delivery_limit must be at least 1, not {delivery_limit}")
+    """Dead-letter a message of `queue` to `<queue>.dlq` once it was delivered `max_deliveries` times.
+
+    RabbitMQ's `delivery-limit` counts *re*deliveries (a limit of 2 allows 3 deliveries), so
+    the policy carries `max_deliveries - 1`; callers think in attempts, as DESIGN §4.1 does.
+    """
+    if max_deliveries < 1:
+        raise ValueError(f"max_deliveries must be at least 1, not {max_deliveries}")
     definition = {
         "pattern": f"^{re.escape(queue)}$",
         "apply-to": "queues",
         "priority": POLICY_PRIORITY,
         "definition": {
-            "delivery-limit": delivery_limit,
+            "delivery-limit": max_deliveries - 1,
             "dead-letter-exchange": "",
             "dead-letter-routing-key": dlq_name(queue),
         },

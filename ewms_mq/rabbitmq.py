@@ -103,9 +103,15 @@ class _AsyncChannel:
         finally:
             self._waiters.discard(future)
 
-    def close(self) -> None:
-        if self.channel.is_open:
+    async def close(self) -> None:
+        """Close and wait for the broker's CloseOk: every ack sent before is then processed."""
+        if self.close_reason is not None:
+            return
+        closed = asyncio.get_running_loop().create_future()
+        self.on_close(lambda _reason: _resolve(closed, None))
+        with contextlib.suppress(pika.exceptions.ChannelWrongStateError):
             self.channel.close()
+        await closed
 
 
 def _root_cause(exc: BaseException | str) -> str:
@@ -295,7 +301,7 @@ class RabbitMQBroker:
                 raise QueueNotFound(f"queue {queue!r} not found on {self.address.masked()}") from None
             raise MQError(f"broker at {self.address.masked()} refused: {exc.reply_text}") from None
         finally:
-            channel.close()
+            await channel.close()
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -561,7 +567,7 @@ class Consumer:
         if self._resubscribe_task is not None:
             self._resubscribe_task.cancel()
         if self._channel is not None:
-            self._channel.close()  # anything still unacked goes back to the queue
+            await self._channel.close()  # anything still unacked goes back to the queue
 
     async def _subscribe(self) -> None:
         channel = await self._broker.open_channel()
