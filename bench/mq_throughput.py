@@ -124,9 +124,9 @@ def main() -> None:
         print(f"  {label:<34} publish/raw-confirm {results[label + ' publish'] / raw_confirm:5.2f}")
     for label in ("ewms_mq envelope, confirm each", "ewms_mq json, confirm each"):
         print(f"  {label:<34} consume+ack/raw     {results[label + ' consume+ack'] / raw_consume:5.2f}")
-    envelope_cost = results["ewms_mq json, confirm each consume+ack"] / results[
-        "ewms_mq envelope, confirm each consume+ack"
-    ]
+    envelope_cost = (
+        results["ewms_mq json, confirm each consume+ack"] / results["ewms_mq envelope, confirm each consume+ack"]
+    )
     print(f"  envelope vs plain JSON, consume+ack: envelope is {envelope_cost:4.2f}x slower")
 
 
