@@ -1,0 +1,1 @@
+"""The OpenAPI document of the WMS (`openapi.json`), shipped as package data."""

@@ -1,0 +1,141 @@
+"""Wiring: the REST application, the database, the broker admin and the two loops, as one service.
+
+`WMS(config).start()` binds the port (0 picks a free one, as tests do), ensures the database
+indexes and starts the provisioner and janitor loops; `stop()` undoes all of it. Tests may
+start it without the loops and drive `wms.provisioner.run_once()` / `wms.janitor.run_once()`
+themselves, with their own clock.
+"""
+
+import asyncio
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+from rest_tools.server import RestHandlerSetup, RestServer
+
+from .broker import BrokerAdmin
+from .config import Config, mask_url
+from .context import AppContext
+from .database import Database
+from .handlers import HANDLERS, NotFoundHandler
+from .janitor import Janitor
+from .loops import WorkflowLocks
+from .model import BrokerSettings
+from .provisioner import Provisioner
+from .validation import RequestValidator, load_openapi
+
+LOGGER = logging.getLogger(__name__)
+# loggers that write secrets at DEBUG (rest_tools: each bearer token; pymongo: whole documents, with
+# the broker credentials in mq profiles): kept above DEBUG whatever the log level
+SECRET_LEAKING_LOGGERS = ("rest_tools.server.handler", "pymongo")
+
+
+def keep_secrets_out_of_logs() -> None:
+    for name in SECRET_LEAKING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+def route_regex(template: str) -> str:
+    """`/v1/workflows/{workflow_id}` -> `/v1/workflows/(?P<workflow_id>[^/]+)$`."""
+    return re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
+
+
+def broker_settings(config: Config) -> BrokerSettings:
+    """How clients are told to reach the broker."""
+    public = config.public_address
+    host_part = f"{public.host}:{public.port}"
+    if public.vhost != "/":
+        host_part += "/" + urllib.parse.quote(public.vhost, safe="")
+    return BrokerSettings(
+        host_part=host_part,
+        per_workflow_users=config.per_workflow_broker_users,
+        shared_user=public.username,
+        shared_password=public.password,
+    )
+
+
+def build_app(ctx: AppContext) -> tornado.web.Application:
+    """The tornado application: one route per handler, JSON 404 for the rest."""
+    setup = RestHandlerSetup({"auth": ctx.config.rest_tools_auth(), "server_header": "ewms-wms"})  # type: ignore[no-untyped-call]
+    # no per-path route stats: rest_tools keys them by the concrete path, so every id would add an entry forever
+    kwargs: dict[str, Any] = {**setup, "route_stats": None, "ctx": ctx}
+    server = RestServer()  # type: ignore[no-untyped-call]
+    for handler in HANDLERS:
+        server.add_route(route_regex(handler.ROUTE), handler, kwargs)  # type: ignore[no-untyped-call]
+    return tornado.web.Application(
+        server.routes, default_handler_class=NotFoundHandler, default_handler_args=kwargs, **server.app_args
+    )
+
+
+class WMS:
+    """The Workflow Management Service."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        keep_secrets_out_of_logs()
+        self.config = config
+        self.clock = clock
+        self.db = Database(config.mongodb_url, config.mongodb_database)
+        self.admin = BrokerAdmin(config.broker_url, config.rabbitmq_management_url, config.max_deliveries)
+        locks = WorkflowLocks()
+        self.provisioner = Provisioner(self.db, self.admin, config, clock, locks)
+        self.janitor = Janitor(self.db, self.admin, config, clock, locks)
+        self.port: int | None = None
+        self._http: tornado.httpserver.HTTPServer | None = None
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    async def start(self, *, run_loops: bool = True) -> None:
+        await self.db.ensure_indexes()
+        openapi = load_openapi()
+        ctx = AppContext(
+            config=self.config,
+            db=self.db,
+            validator=RequestValidator(openapi),
+            openapi=openapi,
+            provisioner=self.provisioner,
+            janitor=self.janitor,
+            broker=broker_settings(self.config),
+            clock=self.clock,
+        )
+        sockets = tornado.netutil.bind_sockets(self.config.port, self.config.host)
+        self._http = tornado.httpserver.HTTPServer(
+            build_app(ctx), xheaders=True, max_body_size=self.config.max_body_bytes
+        )
+        self._http.add_sockets(sockets)
+        self.port = int(sockets[0].getsockname()[1])
+        if run_loops:
+            self._loops = [asyncio.create_task(self.provisioner.run()), asyncio.create_task(self.janitor.run())]
+        self._log_start()
+
+    def _log_start(self) -> None:
+        config = self.config
+        LOGGER.info(
+            "WMS listening on %s (database %s/%s, broker %s)",
+            self.url, mask_url(config.mongodb_url), config.mongodb_database, config.broker_address.masked(),
+        )  # fmt: skip
+        if not config.per_workflow_broker_users:
+            LOGGER.warning(
+                "per-workflow broker users are off (WMS_PER_WORKFLOW_BROKER_USERS): every workflow's clients get "
+                "the shared credentials of %s and can read each other's queues",
+                config.public_address.masked(),
+            )
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            self._http.stop()
+            await self._http.close_all_connections()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.provisioner.close()
+        await self.admin.close()
+        await self.db.close()
