@@ -15,12 +15,12 @@ from .errors import (
     BrokerUnreachable,
     DecodeError,
     InvalidAddress,
+    ManagementError,
     MQError,
-    PolicyError,
     PublishFailed,
     QueueNotFound,
 )
-from .policy import ManagementAPI, apply_dlq_policy, policy_name, remove_dlq_policy
+from .management import ManagementAPI, apply_dlq_policy, policy_name, remove_dlq_policy
 from .rabbitmq import Consumer, Message, QueueDepth, RabbitMQBroker, dlq_name
 from .wire import WireFormat
 
@@ -59,8 +59,8 @@ __all__ = [
     "InvalidAddress",
     "MQError",
     "ManagementAPI",
+    "ManagementError",
     "Message",
-    "PolicyError",
     "PublishFailed",
     "QueueDepth",
     "QueueNotFound",

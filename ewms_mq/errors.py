@@ -33,5 +33,9 @@ class DecodeError(MQError, ValueError):
     """A body cannot be encoded or decoded in the requested wire format."""
 
 
-class PolicyError(MQError):
-    """The management API refused or failed a policy change."""
+class ManagementError(MQError):
+    """The management HTTP API refused a call (`status` is its HTTP status) or is unreachable (`status` None)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

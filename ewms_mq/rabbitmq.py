@@ -272,7 +272,7 @@ class RabbitMQBroker:
         """Declare `name` (and `<name>.dlq`) as durable quorum queues, as oms-mqclient does.
 
         No other arguments: the delivery limit and dead-lettering come from a policy
-        (`ewms_mq.policy`), so EWMS's own clients can redeclare the queue without a 406.
+        (`ewms_mq.management`), so EWMS's own clients can redeclare the queue without a 406.
         """
         for queue in [name, dlq_name(name)] if dlq else [name]:
             await self._admin(

@@ -14,10 +14,9 @@ import asyncio
 import dataclasses
 import logging
 import re
-import urllib.parse
 
 import ewms_mq
-from ewms_mq import BrokerAddress, ManagementAPI, PolicyError, RabbitMQBroker, dlq_name
+from ewms_mq import BrokerAddress, ManagementAPI, RabbitMQBroker, dlq_name
 
 LOGGER = logging.getLogger(__name__)
 RECONNECT_TIMEOUT = 30.0  # past this the attempt fails and the provisioner's backoff takes over
@@ -59,10 +58,6 @@ class BrokerAdmin:
         self.max_deliveries = max_deliveries
         self._broker: RabbitMQBroker | None = None
         self._connect_lock = asyncio.Lock()
-
-    @property
-    def _vhost(self) -> str:
-        return urllib.parse.quote(self.address.vhost, safe="")
 
     async def _connection(self) -> RabbitMQBroker:
         async with self._connect_lock:
@@ -111,25 +106,15 @@ class BrokerAdmin:
         """Remove the DLQs and the workflow's user: nothing of the workflow is left on the broker."""
         await self._on_broker("delete_queue", [dlq_name(q) for q in queues], dlq=False)
         if user is not None:
-            await self._delete_user(user)
+            await self.api.delete_user(user)
 
     async def ensure_user(self, user: BrokerUser, queues: list[str]) -> None:
         """Create (or reset) the user with its password and the permissions for `queues` only."""
-        name = urllib.parse.quote(user.name, safe="")
-        await self.api.request("PUT", f"/api/users/{name}", {"password": user.password, "tags": ""})
+        await self.api.put_user(user.name, user.password)
         await self._set_permissions(user.name, permissions(queues))
 
     async def _set_permissions(self, user: str, perms: dict[str, str]) -> None:
-        name = urllib.parse.quote(user, safe="")
-        await self.api.request("PUT", f"/api/permissions/{self._vhost}/{name}", perms)
-
-    async def _delete_user(self, user: str) -> None:
-        """Delete the user; one already gone is fine."""
-        try:
-            await self.api.request("DELETE", f"/api/users/{urllib.parse.quote(user, safe='')}")
-        except PolicyError as exc:
-            if "HTTP 404" not in str(exc):
-                raise
+        await self.api.set_permissions(user, vhost=self.address.vhost, **perms)
 
     async def close(self) -> None:
         if self._broker is not None:

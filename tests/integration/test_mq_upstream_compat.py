@@ -74,7 +74,7 @@ async def test_poison_from_upstream_publisher_reaches_dlq(
             async for msg in messages:
                 tries += 1
                 await msg.nack(requeue=True)
-        assert tries == ewms_mq.policy.DEFAULT_MAX_DELIVERIES
+        assert tries == ewms_mq.management.DEFAULT_MAX_DELIVERIES
         async with broker.consume(ewms_mq.dlq_name(queue), idle_timeout=5) as dead:
             msg = await anext(dead)
             assert msg.data == {"poison": True}
