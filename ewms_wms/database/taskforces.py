@@ -201,7 +201,7 @@ class Taskforces:
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:
-            return await self._late_report(taskforce_uuid, str(Phase.FAILED), entity, now)
+            return await self._late_report(taskforce_uuid, str(Phase.FAILED), error, entity, now)
         await self._log(taskforce_uuid, str(Phase.CONDOR_SUBMIT), False, entity, f"submission failed: {error}", now)
         if doc["submit_failures"] < max_attempts:
             return Outcome(Result.DONE, str(Phase.PENDING_STARTER))
@@ -211,12 +211,16 @@ class Taskforces:
         )
         return Outcome(Result.DONE, str(Phase.FAILED))
 
-    async def _late_report(self, taskforce_uuid: str, target: str, entity: str, now: float) -> Outcome:
-        """A failure report for a taskforce that moved on: harmless once it is terminal, else a conflict."""
+    async def _late_report(self, taskforce_uuid: str, target: str, error: str, entity: str, now: float) -> Outcome:
+        """A failure report for a taskforce that moved on: harmless once it is terminal, else a conflict.
+
+        The TMS's error text is kept in the phase log all the same: it is what an operator reads.
+        """
         doc = await self.get(taskforce_uuid)
         if doc is None:
             return Outcome(Result.NOT_FOUND)
-        await self._log(taskforce_uuid, target, False, entity, f"failure report ignored in {doc['phase']}", now)
+        note = f"failure report ignored in {doc['phase']}: {error}"
+        await self._log(taskforce_uuid, target, False, entity, note, now)
         return Outcome(Result.ALREADY if doc["phase"] in TERMINAL else Result.CONFLICT, doc["phase"])
 
     # -- TMS: stopper and watcher --------------------------------------------------------------
@@ -252,7 +256,7 @@ class Taskforces:
             {"$set": {"last_condor_rm_error": error}},
         )
         if not result.matched_count:
-            return await self._late_report(taskforce_uuid, str(Phase.CONDOR_RM), entity, now)
+            return await self._late_report(taskforce_uuid, str(Phase.CONDOR_RM), error, entity, now)
         await self._log(taskforce_uuid, str(Phase.CONDOR_RM), False, entity, f"removal failed: {error}", now)
         return Outcome(Result.DONE, str(Phase.PENDING_STOPPER))
 

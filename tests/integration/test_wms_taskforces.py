@@ -242,6 +242,8 @@ async def test_submission_failing_past_the_retry_limit_is_failed_with_the_reason
     found = await wms.user.post("/v1/query/taskforces", {"query": {"phase": "failed"}, "projection": ["failed_reason"]})
     assert found.json["taskforces"] == [{"failed_reason": taskforce["failed_reason"]}]
     assert await tms_post(wms.tms, "condor-submit", uuid + "/failed", {"error": "late"}) == 200  # harmless now
+    late = await wms.wms.db.taskforces.log.find_one({"taskforce_uuid": uuid, "context": {"$regex": "ignored"}})
+    assert late is not None and late["context"] == "failure report ignored in failed: late"  # the TMS's words kept
 
 
 async def test_out_of_order_confirmations_are_conflicts(wms: WMSUnderTest) -> None:
