@@ -125,8 +125,12 @@ class PilotLayout:
 
     @classmethod
     def from_parent(cls, parent: str, infile_ext: str = ".in", outfile_ext: str = ".out") -> PilotLayout:
-        """Upstream's rule: `<parent without trailing slash>/ewms-pilot-data` ('' -> '/ewms-pilot-data')."""
-        root = Path(f"{parent.rstrip('/')}/{DATA_DIR_NAME}")
+        """Upstream's rule: `<parent without trailing slash>/ewms-pilot-data` ('' -> '/ewms-pilot-data').
+
+        A relative parent (HTCondor's "." for the job's scratch dir) is made absolute now, so
+        container bind mounts and the paths handed to tasks stay valid from any directory.
+        """
+        root = Path(f"{parent.rstrip('/')}/{DATA_DIR_NAME}").absolute()
         return cls(root, file_extension(infile_ext), file_extension(outfile_ext))
 
     @property

@@ -259,31 +259,32 @@ class Pilot:
 
     def _start_event(self, msg: Message) -> None:
         self.stats.record_received(bool(msg.redelivered or msg.delivery_count))
-        task = asyncio.create_task(self._handle(msg))
+        # one id for the event's files and every log line, also when the publisher set no message_id
+        task = asyncio.create_task(self._handle(msg, safe_event_id(msg.message_id)))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _handle(self, msg: Message) -> None:
+    async def _handle(self, msg: Message, event_id: str) -> None:
         """Run, publish, then ack; any failure nacks. Never raises except on cancellation."""
         started = self._loop.time()
         try:
-            output = await self._runner.run(msg.message_id, msg.data)
+            output = await self._runner.run(event_id, msg.data)
             runtime = self._loop.time() - started
             if output.present:
                 await self._publish(output.data)
         except asyncio.CancelledError:
             self.stats.record_interrupted()
-            await asyncio.shield(self._nack(msg, "interrupted at the pilot's deadline"))
+            await asyncio.shield(self._nack(msg, "interrupted at the pilot's deadline", event_id))
             raise
         except TaskError as exc:
-            await self._nack(msg, exc.reason)
-            self._on_failure(msg, exc)
+            await self._nack(msg, exc.reason, event_id)
+            self._on_failure(event_id, exc)
         except Exception as exc:  # a bug must fail the event visibly, not kill the loop
-            await self._nack(msg, repr(exc))
-            self._on_failure(msg, TaskError(f"pilot error: {exc!r}", stderr_tail=traceback.format_exc()))
+            await self._nack(msg, repr(exc), event_id)
+            self._on_failure(event_id, TaskError(f"pilot error: {exc!r}", stderr_tail=traceback.format_exc()))
         else:
             await self._ack(msg)
-            self._on_success(msg, runtime, output.present)
+            self._on_success(event_id, runtime, output.present)
 
     async def _publish(self, data: Any) -> None:
         try:
@@ -293,8 +294,8 @@ class Pilot:
         except Exception as exc:
             raise PublishError(f"publishing the output failed: {exc!r}") from exc
 
-    def _on_success(self, msg: Message, runtime: float, published: bool) -> None:
-        LOGGER.info("event %s done in %.3fs (%s)", msg.message_id, runtime, "published" if published else "no output")
+    def _on_success(self, event_id: str, runtime: float, published: bool) -> None:
+        LOGGER.info("event %s done in %.3fs (%s)", event_id, runtime, "published" if published else "no output")
         self.stats.record_done(runtime, published)
         self._consecutive_failures = 0
         if runtime > self._longest_runtime:
@@ -302,8 +303,7 @@ class Pilot:
             self._schedule_max_runtime()
         self._chirp_counts()
 
-    def _on_failure(self, msg: Message, error: TaskError) -> None:
-        event_id = safe_event_id(msg.message_id)
+    def _on_failure(self, event_id: str, error: TaskError) -> None:
         self.stats.record_failure(Failure.from_error(event_id, error))
         self._consecutive_failures += 1
         LOGGER.error(
@@ -339,9 +339,9 @@ class Pilot:
         except Exception as exc:
             LOGGER.warning("ack failed (%r): the event will be redelivered and done again", exc)
 
-    async def _nack(self, msg: Message, why: str) -> None:
+    async def _nack(self, msg: Message, why: str, event_id: str | None = None) -> None:
         """Return the event to the queue for another attempt (the broker counts deliveries)."""
-        LOGGER.info("nacking event %s: %s", msg.message_id, why)
+        LOGGER.info("nacking event %s: %s", event_id or msg.message_id or "(no message id)", why)
         try:
             await msg.nack(requeue=True)
         except Exception as exc:

@@ -38,6 +38,12 @@ def test_empty_parent_is_root_as_upstream() -> None:
     assert PilotLayout.from_parent("").root == Path("/ewms-pilot-data")
 
 
+def test_relative_parent_becomes_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTCondor jobs get "." (their scratch dir): tasks and bind mounts need the absolute path."""
+    monkeypatch.chdir(tmp_path)
+    assert PilotLayout.from_parent(".").root == tmp_path / "ewms-pilot-data"
+
+
 def test_init_dirs(tmp_path: Path) -> None:
     layout = PilotLayout.from_parent(str(tmp_path))
     layout.prepare()
