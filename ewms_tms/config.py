@@ -8,100 +8,30 @@ OAuth client secret) are kept out of `repr`, so logging the config is safe.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import socket
-import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+
+from ewms_config import ConfigError as ConfigError
+from ewms_config import (
+    choice,
+    env_json,
+    from_env,
+    parse_bool,
+    parse_positive_seconds,
+    parse_str,
+    positive,
+    setting,
+    url,
+)
+from ewms_config import env_value as env_value
 
 SCHEDULERS = ("htcondor", "local")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _CLAIMANT = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")  # what the WMS accepts as a claimant name
 _LOCATION = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
-
-
-class ConfigError(ValueError):
-    """A `TMS_*` variable is missing or malformed; the message names it."""
-
-
-def _field(env: str, parse: Callable[[str, str], Any], default: Any = dataclasses.MISSING, secret: bool = False) -> Any:
-    metadata = {"env": env, "parse": parse}
-    if isinstance(default, dict):
-        return dataclasses.field(default_factory=lambda: dict(default), metadata=metadata, repr=not secret)
-    return dataclasses.field(default=default, metadata=metadata, repr=not secret)
-
-
-# -- parsers: (variable, raw) -> value, raising ConfigError that names the variable -------------
-
-
-def _str(_var: str, raw: str) -> str:
-    return raw.strip()
-
-
-def _seconds(var: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{var}: expected a number of seconds, got {raw!r}") from None
-    if not value > 0:
-        raise ConfigError(f"{var}: must be > 0 seconds, got {raw!r}")
-    return value
-
-
-def _count(var: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{var}: expected a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ConfigError(f"{var}: must be at least 1, got {value}")
-    return value
-
-
-def _bool(var: str, raw: str) -> bool:
-    word = raw.strip().lower()
-    if word in ("1", "y", "yes", "t", "true", "on"):
-        return True
-    if word in ("0", "n", "no", "f", "false", "off"):
-        return False
-    raise ConfigError(f"{var}: expected a boolean (true/false, yes/no, 1/0), got {raw!r}")
-
-
-def _choice(*allowed: str) -> Callable[[str, str], str]:
-    def parse(var: str, raw: str) -> str:
-        for option in allowed:
-            if raw.strip().lower() == option.lower():
-                return option
-        raise ConfigError(f"{var}: expected one of {', '.join(allowed)}, got {raw!r}")
-
-    return parse
-
-
-def _url(var: str, raw: str) -> str:
-    parts = urllib.parse.urlsplit(raw.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{var}: expected an http(s) URL with a host, got {raw!r}")
-    return raw.strip().rstrip("/")
-
-
-def _env_json(var: str, raw: str) -> dict[str, str]:
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{var}: not valid JSON: {exc}") from None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
-        raise ConfigError(f"{var}: expected a JSON object of NAME: value")
-    return {k: env_value(v) for k, v in value.items()}
-
-
-def env_value(value: Any) -> str:
-    """An environment value from JSON: booleans as upstream's pilot reads them, the rest as text."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _default_state_dir() -> Path:
@@ -112,36 +42,36 @@ def _default_state_dir() -> Path:
 class Config:
     """Everything the TMS needs; `Config.from_env()` builds it from the environment."""
 
-    wms_url: str = _field("TMS_WMS_URL", _url)
-    cluster_location: str = _field("TMS_CLUSTER_LOCATION", _str)
+    wms_url: str = setting("TMS_WMS_URL", url("http", "https"))
+    cluster_location: str = setting("TMS_CLUSTER_LOCATION", parse_str)
     # auth at the WMS: a bearer token (local mode), or OAuth client credentials (production)
-    wms_token: str = _field("TMS_WMS_TOKEN", _str, "", secret=True)
-    wms_token_file: str = _field("TMS_WMS_TOKEN_FILE", _str, "")
-    oauth_token_url: str = _field("TMS_OAUTH_TOKEN_URL", _str, "")
-    oauth_client_id: str = _field("TMS_OAUTH_CLIENT_ID", _str, "")
-    oauth_client_secret: str = _field("TMS_OAUTH_CLIENT_SECRET", _str, "", secret=True)
-    wms_timeout: float = _field("TMS_WMS_TIMEOUT", _seconds, 30.0)
-    claimant: str = _field("TMS_CLAIMANT", _str, "")
-    scheduler: str = _field("TMS_SCHEDULER", _choice(*SCHEDULERS), "htcondor")
-    state_dir_setting: str = _field("TMS_STATE_DIR", _str, "")
+    wms_token: str = setting("TMS_WMS_TOKEN", parse_str, "", secret=True)
+    wms_token_file: str = setting("TMS_WMS_TOKEN_FILE", parse_str, "")
+    oauth_token_url: str = setting("TMS_OAUTH_TOKEN_URL", parse_str, "")
+    oauth_client_id: str = setting("TMS_OAUTH_CLIENT_ID", parse_str, "")
+    oauth_client_secret: str = setting("TMS_OAUTH_CLIENT_SECRET", parse_str, "", secret=True)
+    wms_timeout: float = setting("TMS_WMS_TIMEOUT", parse_positive_seconds, 30.0)
+    claimant: str = setting("TMS_CLAIMANT", parse_str, "")
+    scheduler: str = setting("TMS_SCHEDULER", choice(*SCHEDULERS), "htcondor")
+    state_dir_setting: str = setting("TMS_STATE_DIR", parse_str, "")
     # htcondor backend
-    pilot_image: str = _field("TMS_PILOT_IMAGE", _str, "")
-    pilot_executable: str = _field("TMS_PILOT_EXECUTABLE", _str, "/usr/local/bin/ewms-pilot")
-    schedd_name: str = _field("TMS_SCHEDD_NAME", _str, "")
-    collector_address: str = _field("TMS_COLLECTOR_ADDRESS", _str, "")
+    pilot_image: str = setting("TMS_PILOT_IMAGE", parse_str, "")
+    pilot_executable: str = setting("TMS_PILOT_EXECUTABLE", parse_str, "/usr/local/bin/ewms-pilot")
+    schedd_name: str = setting("TMS_SCHEDD_NAME", parse_str, "")
+    collector_address: str = setting("TMS_COLLECTOR_ADDRESS", parse_str, "")
     # local backend
-    local_kill_grace: float = _field("TMS_LOCAL_KILL_GRACE", _seconds, 60.0)
-    local_stop_pilots_on_exit: bool = _field("TMS_LOCAL_STOP_PILOTS_ON_EXIT", _bool, False)
+    local_kill_grace: float = setting("TMS_LOCAL_KILL_GRACE", parse_positive_seconds, 60.0)
+    local_stop_pilots_on_exit: bool = setting("TMS_LOCAL_STOP_PILOTS_ON_EXIT", parse_bool, False)
     # what the pilots get
-    host_command_image: str = _field("TMS_HOST_COMMAND_IMAGE", _str, "host")
-    pilot_env: Mapping[str, str] = _field("TMS_PILOT_ENV_JSON", _env_json, {})
+    host_command_image: str = setting("TMS_HOST_COMMAND_IMAGE", parse_str, "host")
+    pilot_env: Mapping[str, str] = setting("TMS_PILOT_ENV_JSON", env_json(booleans=True), {})
     # the loops
-    starter_interval: float = _field("TMS_STARTER_INTERVAL", _seconds, 10.0)
-    watcher_interval: float = _field("TMS_WATCHER_INTERVAL", _seconds, 30.0)
-    stopper_interval: float = _field("TMS_STOPPER_INTERVAL", _seconds, 10.0)
-    max_backoff: float = _field("TMS_MAX_BACKOFF", _seconds, 300.0)
-    status_batch_size: int = _field("TMS_STATUS_BATCH_SIZE", _count, 100)
-    log_level: str = _field("TMS_LOG_LEVEL", _choice(*LOG_LEVELS), "INFO")
+    starter_interval: float = setting("TMS_STARTER_INTERVAL", parse_positive_seconds, 10.0)
+    watcher_interval: float = setting("TMS_WATCHER_INTERVAL", parse_positive_seconds, 30.0)
+    stopper_interval: float = setting("TMS_STOPPER_INTERVAL", parse_positive_seconds, 10.0)
+    max_backoff: float = setting("TMS_MAX_BACKOFF", parse_positive_seconds, 300.0)
+    status_batch_size: int = setting("TMS_STATUS_BATCH_SIZE", positive(int), 100)
+    log_level: str = setting("TMS_LOG_LEVEL", choice(*LOG_LEVELS), "INFO")
 
     def __post_init__(self) -> None:
         if not _LOCATION.match(self.cluster_location):
@@ -186,16 +116,7 @@ class Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         """Read every `TMS_*` variable; raises `ConfigError` naming the first bad one."""
-        source = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            var = field.metadata["env"]
-            raw = source.get(var, "")
-            if raw.strip():
-                values[field.name] = field.metadata["parse"](var, raw)
-            elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{var} is required")
-        return cls(**values)
+        return from_env(cls, env, trim=True)  # a blank variable counts as unset
 
 
 def default_claimant(location: str) -> str:

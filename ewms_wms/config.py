@@ -6,62 +6,61 @@ in URLs) are kept out of `repr`, so logging the config is safe.
 """
 
 import dataclasses
-import os
-import re
-import urllib.parse
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import ewms_mq
-
-T = TypeVar("T")
+from ewms_config import ConfigError as ConfigError
+from ewms_config import choice, from_env, is_url, parse_bool, parse_str, positive, setting
+from ewms_config import mask_url as mask_url
 
 MIN_SECRET_BYTES = 32  # HS256 wants a key at least as long as its digest (RFC 7518 §3.2)
 
+_COUNT = positive(int, allow_zero=True)  # zero passes here; the rules in __post_init__ say more
+_SECONDS = positive(float, allow_zero=True)
 
-class ConfigError(ValueError):
-    """A `WMS_*` variable is missing or malformed; the message names it."""
 
-
-def mask_url(url: str) -> str:
-    """`url` with any password replaced by `***` (for logs and errors)."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+def _parse_port(variable: str, raw: str) -> int:
+    value = _COUNT(variable, raw)
+    if not 0 <= value <= 65535:
+        raise ConfigError(variable, f"expected a port number 0-65535, got {raw!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything the WMS needs; `Config.from_env()` builds it from the environment."""
 
-    mongodb_url: str = dataclasses.field(repr=False)
-    broker_url: str = dataclasses.field(repr=False)
+    mongodb_url: str = setting("WMS_MONGODB_URL", parse_str, secret=True)
+    broker_url: str = setting("WMS_BROKER_URL", parse_str, secret=True)
     # REST auth: exactly one of a local shared secret or an OpenID provider
-    auth_secret: str | None = dataclasses.field(default=None, repr=False)
-    auth_openid_url: str | None = None
-    auth_issuer: str = "ewms-wms"
-    auth_algorithm: str = "HS256"
-    auth_audience: str | None = None
-    auth_role_claim: str = "role"
-    mongodb_database: str = "ewms_wms"
+    auth_secret: str | None = setting("WMS_AUTH_SECRET", parse_str, None, secret=True)
+    auth_openid_url: str | None = setting("WMS_AUTH_OPENID_URL", parse_str, None)
+    auth_issuer: str = setting("WMS_AUTH_ISSUER", parse_str, "ewms-wms")
+    auth_algorithm: str = setting("WMS_AUTH_ALGORITHM", choice("HS256", "HS384", "HS512"), "HS256")
+    auth_audience: str | None = setting("WMS_AUTH_AUDIENCE", parse_str, None)
+    auth_role_claim: str = setting("WMS_AUTH_ROLE_CLAIM", parse_str, "role")
+    mongodb_database: str = setting("WMS_MONGODB_DATABASE", parse_str, "ewms_wms")
     # what clients are told to connect to; credentials in it are the shared ones (no per-workflow users)
-    broker_public_address: str | None = dataclasses.field(default=None, repr=False)
-    rabbitmq_management_url: str | None = dataclasses.field(default=None, repr=False)
-    per_workflow_broker_users: bool = True
-    max_deliveries: int = 3
-    host: str = "127.0.0.1"
-    port: int = 8080
-    claim_lease_seconds: float = 600.0
-    submit_max_attempts: int = 3
-    provision_poll_seconds: float = 5.0
-    provision_backoff_initial_seconds: float = 2.0
-    provision_backoff_max_seconds: float = 300.0
-    provision_timeout_seconds: float = 30.0
-    provision_inline_timeout_seconds: float = 10.0
-    janitor_poll_seconds: float = 30.0
-    dlq_retention_seconds: float = 7 * 24 * 3600.0
-    query_page_size: int = 1000
-    max_body_bytes: int = 4 * 1024 * 1024
-    log_level: str = "INFO"
-    log_format: str = "json"
+    broker_public_address: str | None = setting("WMS_BROKER_PUBLIC_ADDRESS", parse_str, None, secret=True)
+    rabbitmq_management_url: str | None = setting("WMS_RABBITMQ_MANAGEMENT_URL", parse_str, None, secret=True)
+    per_workflow_broker_users: bool = setting("WMS_PER_WORKFLOW_BROKER_USERS", parse_bool, True)
+    max_deliveries: int = setting("WMS_MAX_DELIVERIES", _COUNT, 3)
+    host: str = setting("WMS_HOST", parse_str, "127.0.0.1")
+    port: int = setting("WMS_PORT", _parse_port, 8080)
+    claim_lease_seconds: float = setting("WMS_CLAIM_LEASE_SECONDS", _SECONDS, 600.0)
+    submit_max_attempts: int = setting("WMS_SUBMIT_MAX_ATTEMPTS", _COUNT, 3)
+    provision_poll_seconds: float = setting("WMS_PROVISION_POLL_SECONDS", _SECONDS, 5.0)
+    provision_backoff_initial_seconds: float = setting("WMS_PROVISION_BACKOFF_INITIAL_SECONDS", _SECONDS, 2.0)
+    provision_backoff_max_seconds: float = setting("WMS_PROVISION_BACKOFF_MAX_SECONDS", _SECONDS, 300.0)
+    provision_timeout_seconds: float = setting("WMS_PROVISION_TIMEOUT_SECONDS", _SECONDS, 30.0)
+    provision_inline_timeout_seconds: float = setting("WMS_PROVISION_INLINE_TIMEOUT_SECONDS", _SECONDS, 10.0)
+    janitor_poll_seconds: float = setting("WMS_JANITOR_POLL_SECONDS", _SECONDS, 30.0)
+    dlq_retention_seconds: float = setting("WMS_DLQ_RETENTION_SECONDS", _SECONDS, 7 * 24 * 3600.0)
+    query_page_size: int = setting("WMS_QUERY_PAGE_SIZE", _COUNT, 1000)
+    max_body_bytes: int = setting("WMS_MAX_BODY_BYTES", _COUNT, 4 * 1024 * 1024)
+    log_level: str = setting("WMS_LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
+    log_format: str = setting("WMS_LOG_FORMAT", choice("json", "text"), "json")
 
     def __post_init__(self) -> None:
         self._check_auth()
@@ -114,97 +113,7 @@ class Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
         """Read every `WMS_*` variable; raises `ConfigError` naming the first bad one."""
-        reader = _EnvReader(os.environ if env is None else env)
-        defaults = cls.__dataclass_fields__
-        kwargs: dict[str, Any] = {
-            "mongodb_url": reader.required("WMS_MONGODB_URL"),
-            "broker_url": reader.required("WMS_BROKER_URL"),
-        }
-        for field_name, field in defaults.items():
-            if field_name in kwargs:
-                continue
-            var = f"WMS_{field_name.upper()}"
-            parser = _FIELD_PARSERS.get(field_name) or _TYPE_PARSERS[_type_key(field.type)]
-            kwargs[field_name] = reader.typed(var, parser, field.default)
-        return cls(**kwargs)
-
-
-class _EnvReader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def required(self, var: str) -> str:
-        value = self.env.get(var, "").strip()
-        if not value:
-            raise ConfigError(f"{var} is required")
-        return value
-
-    def typed(self, var: str, parser: Callable[[str], Any], default: Any) -> Any:
-        raw = self.env.get(var)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            return parser(raw.strip())
-        except ValueError as exc:
-            raise ConfigError(f"{var}: {exc}") from None
-
-
-def _parse_bool(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "y", "yes", "t", "true", "on"):
-        return True
-    if lowered in ("0", "n", "no", "f", "false", "off"):
-        return False
-    raise ValueError(f"expected a boolean (true/false, yes/no, 1/0), got {raw!r}")
-
-
-def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
-    def parse(raw: str) -> T:
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ValueError(f"expected a positive {kind.__name__}, got {raw!r}") from None
-        if value < 0:  # type: ignore[operator]
-            raise ValueError(f"expected a positive {kind.__name__}, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _parse_port(raw: str) -> int:
-    value = _positive(int)(raw)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"expected a port number 0-65535, got {raw!r}")
-    return value
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        for option in allowed:
-            if raw.lower() == option.lower():
-                return option
-        raise ValueError(f"expected one of {', '.join(allowed)}, got {raw!r}")
-
-    return parse
-
-
-def _type_key(annotation: Any) -> str:
-    """'str', 'bool', 'int', 'float' for the dataclass field annotations used above."""
-    return "str" if annotation == (str | None) else getattr(annotation, "__name__", str(annotation))
-
-
-_TYPE_PARSERS: dict[str, Callable[[str], Any]] = {
-    "str": str,
-    "bool": _parse_bool,
-    "int": _positive(int),
-    "float": _positive(float),
-}
-_FIELD_PARSERS: dict[str, Callable[[str], Any]] = {
-    "port": _parse_port,
-    "log_format": _choice("json", "text"),
-    "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
-    "auth_algorithm": _choice("HS256", "HS384", "HS512"),
-}
+        return from_env(cls, env, trim=True)  # a blank variable counts as unset
 
 
 def _parse_broker(value: str, var: str) -> None:
@@ -216,6 +125,5 @@ def _parse_broker(value: str, var: str) -> None:
 
 def check_url(value: str, var: str, schemes: tuple[str, ...]) -> None:
     """Raise `ConfigError` unless `value` is a URL with one of `schemes` and a host."""
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in schemes or not parts.hostname:
+    if not is_url(value, schemes):
         raise ConfigError(f"{var} must be a {'/'.join(schemes)} URL with a host, got {mask_url(value)!r}")
