@@ -10,32 +10,21 @@ steps happen at once. Failures are logged and retried at the next pass.
 """
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from ewms_mq import MQError
 
-from .broker import BrokerAdmin
-from .config import Config
-from .database import Database
-from .loops import Waker, WorkflowLocks, run_forever
+from .loops import WorkflowLoop
 
 LOGGER = logging.getLogger(__name__)
 
 
-class Janitor:
-    def __init__(
-        self, db: Database, admin: BrokerAdmin, config: Config, clock: Callable[[], float], locks: WorkflowLocks
-    ) -> None:
-        self.db = db
-        self.admin = admin
-        self.config = config
-        self.clock = clock
-        self.locks = locks
-        self.waker = Waker()
+class Janitor(WorkflowLoop):
+    name = "janitor"
 
-    async def run(self) -> None:
-        await run_forever("janitor", self.run_once, self.waker, self.config.janitor_poll_seconds)
+    @property
+    def interval(self) -> float:
+        return self.config.janitor_poll_seconds
 
     async def run_once(self) -> None:
         """One pass over finished workflows (queues) and expired retention periods (DLQs)."""

@@ -10,6 +10,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from .broker import BrokerAdmin
+from .config import Config
+from .database import Database
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -58,3 +62,32 @@ class WorkflowLocks:
             self._users[workflow_id] -= 1
             if not self._users[workflow_id]:
                 del self._users[workflow_id], self._locks[workflow_id]
+
+
+class WorkflowLoop:
+    """What the provisioner and the janitor are made of: the stores, the broker, a clock, shared locks.
+
+    A subclass names itself, says how often it runs, and implements `run_once`.
+    """
+
+    name = "loop"
+
+    def __init__(
+        self, db: Database, admin: BrokerAdmin, config: Config, clock: Callable[[], float], locks: WorkflowLocks
+    ) -> None:
+        self.db = db
+        self.admin = admin
+        self.config = config
+        self.clock = clock
+        self.locks = locks
+        self.waker = Waker()
+
+    @property
+    def interval(self) -> float:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        await run_forever(self.name, self.run_once, self.waker, self.interval)
+
+    async def run_once(self) -> None:
+        raise NotImplementedError

@@ -18,7 +18,7 @@ from ewms_mq import MQError
 from .broker import BrokerAdmin, BrokerUser
 from .config import Config
 from .database import Database
-from .loops import Waker, WorkflowLocks, run_forever
+from .loops import WorkflowLocks, WorkflowLoop
 
 LOGGER = logging.getLogger(__name__)
 CONCURRENCY = 8
@@ -29,20 +29,18 @@ def backoff(attempts: int, initial: float, cap: float) -> float:
     return float(min(initial * 2 ** max(attempts - 1, 0), cap))
 
 
-class Provisioner:
+class Provisioner(WorkflowLoop):
+    name = "provisioner"
+
     def __init__(
         self, db: Database, admin: BrokerAdmin, config: Config, clock: Callable[[], float], locks: WorkflowLocks
     ) -> None:
-        self.db = db
-        self.admin = admin
-        self.config = config
-        self.clock = clock
-        self.locks = locks
-        self.waker = Waker()
+        super().__init__(db, admin, config, clock, locks)
         self._background: set[asyncio.Task[Any]] = set()
 
-    async def run(self) -> None:
-        await run_forever("provisioner", self.run_once, self.waker, self.config.provision_poll_seconds)
+    @property
+    def interval(self) -> float:
+        return self.config.provision_poll_seconds
 
     async def run_once(self) -> None:
         """Attempt every workflow whose (next) attempt is due, concurrently."""
