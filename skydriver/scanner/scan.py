@@ -1,0 +1,287 @@
+"""The scan core: which pixel tasks to send, what their results mean, how far along the scan is.
+
+It knows nothing about transport. A driver (the local executor here; the scanner server behind
+RabbitMQ later) loops:
+
+    scan = SkyScan(event.ref, "pandel_track", {8: 0, 64: 12, 512: 24}, n_seeds=3)
+    while not scan.done:
+        publish(scan.next_tasks())          # new tasks only; each (nside, pixel, seed) once
+        scan.add_result(receive())          # any order, duplicates tolerated
+
+The state is the set of results; everything else (which pixels are requested, which are best,
+progress) is derived from it. So a scan is restarted with `SkyScan.from_results(...)`: finished
+pixels are not redone, and tasks that were out when it stopped are sent again.
+
+Refinement: the first nside covers the whole sky. Level i + 1 subdivides two overlapping sets of
+n_{i+1} finished pixels of level i, once a `predictive_scanning_threshold` fraction of level i's
+requested pixels is finished: the n nearest (centre to centre) the best fit so far (the lowest-llh
+pixel of levels 0..i), and the n with the lowest llh. The disc keeps the region around the best fit
+whole even where one pixel's centre happens to fit badly; the lowest-llh set follows the landscape
+to the side of the best pixel where the minimum actually lies, which a disc around a coarse pixel's
+centre can miss. Either alone left true directions at coarse resolution in our coverage runs.
+Pixels of level i that finish later still count: if one changes either set, the new sub-pixels are
+requested too, so starting early never loses a region that waiting would have refined (with a
+threshold of 1 nothing is ever topped up).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import healpy  # type: ignore[import-untyped]
+import numpy as np
+
+from ..recos.base import RecoOption
+from ..recos.messages import PixelResult, PixelTask
+from .pixels import children, expected_pixels, parse_nsides
+
+
+class ScanError(ValueError):
+    """A result that cannot belong to this scan."""
+
+
+@dataclass(frozen=True)
+class NsideProgress:
+    nside: int
+    done: int  # pixels with every seed finished
+    requested: int  # pixels whose tasks have been handed out
+    expected: int  # pixels this level will scan, as far as can be told now
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a scan stands; `rate` and `eta` count only results received since this object was built."""
+
+    nsides: list[NsideProgress]
+    tasks_done: int
+    tasks_expected: int
+    rate_per_second: float | None
+    eta_seconds: float | None
+
+    @property
+    def fraction(self) -> float:
+        return self.tasks_done / self.tasks_expected if self.tasks_expected else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nsides": {
+                str(n.nside): {"done": n.done, "requested": n.requested, "expected": n.expected} for n in self.nsides
+            },
+            "tasks_done": self.tasks_done,
+            "tasks_expected": self.tasks_expected,
+            "rate_per_second": self.rate_per_second,
+            "eta_seconds": self.eta_seconds,
+        }
+
+
+@dataclass
+class _Level:
+    nside: int
+    refine: int
+    requested: set[int] = field(default_factory=set)
+    seeds_done: dict[int, int] = field(default_factory=dict)  # pixel → finished seeds
+    best: dict[int, PixelResult] = field(default_factory=dict)  # finished pixel → its best seed's result
+
+
+class SkyScan:
+    """Pixel tasks out, results in, refinement in between. Not thread-safe: drive it from one task."""
+
+    def __init__(
+        self,
+        event_ref: str,
+        reco_algo: str,
+        nsides: Mapping[int | str, int],
+        n_seeds: int,
+        *,
+        reco_options: Mapping[str, RecoOption] | None = None,
+        predictive_scanning_threshold: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0.0 < predictive_scanning_threshold <= 1.0:
+            raise ValueError(f"predictive_scanning_threshold {predictive_scanning_threshold} is not in (0, 1]")
+        if n_seeds < 1:
+            raise ValueError(f"n_seeds {n_seeds} must be at least 1")
+        self.event_ref = event_ref
+        self.reco_algo = reco_algo
+        self.reco_options = dict(reco_options or {})
+        self.n_seeds = n_seeds
+        self.threshold = predictive_scanning_threshold
+        pairs = parse_nsides(nsides)
+        self._levels = [_Level(nside, refine) for nside, refine in pairs]
+        self._by_nside = {level.nside: level for level in self._levels}
+        self._expected = expected_pixels(pairs)
+        self._results: dict[tuple[int, int, int], PixelResult] = {}
+        self._wanted_cache: dict[int, tuple[int, set[int] | None]] = {}
+        self._clock = clock
+        self._started = clock()
+        self._received_since_start = 0
+
+    @classmethod
+    def from_results(
+        cls,
+        event_ref: str,
+        reco_algo: str,
+        nsides: Mapping[int | str, int],
+        n_seeds: int,
+        results: Iterable[PixelResult],
+        **kwargs: Any,
+    ) -> SkyScan:
+        """Rebuild a scan from the results it had received; `next_tasks()` then resends only what is missing."""
+        scan = cls(event_ref, reco_algo, nsides, n_seeds, **kwargs)
+        for result in results:
+            scan._check(result)
+            scan._record(result)
+        return scan
+
+    @property
+    def nsides(self) -> list[int]:
+        return [level.nside for level in self._levels]
+
+    @property
+    def results(self) -> list[PixelResult]:
+        """Every distinct result received, one per (nside, pixel, seed)."""
+        return list(self._results.values())
+
+    def next_tasks(self) -> list[PixelTask]:
+        """Tasks not handed out before: new pixels the results so far call for, and any not finished on restart."""
+        tasks: list[PixelTask] = []
+        for index, level in enumerate(self._levels):
+            wanted = self._wanted_pixels(index)
+            if wanted is None:
+                break
+            new = sorted(wanted - level.requested)
+            level.requested.update(new)
+            tasks.extend(self._tasks(level.nside, new))
+        tasks.extend(self._unfinished_tasks_after_restart())
+        return tasks
+
+    def add_result(self, result: PixelResult) -> bool:
+        """Take one result; False if its (nside, pixel, seed) was already in (the duplicate is dropped).
+
+        Raises `ScanError` for a result of another event, nside, seed range or pixel range.
+        """
+        self._check(result)
+        if result.key in self._results:
+            return False
+        self._record(result)
+        self._received_since_start += 1
+        return True
+
+    @property
+    def done(self) -> bool:
+        """Every requested pixel finished, and those results call for no further pixels."""
+        if any(not level.requested <= level.best.keys() for level in self._levels):
+            return False
+        return all(
+            (wanted := self._wanted_pixels(index)) is not None and wanted <= level.requested
+            for index, level in enumerate(self._levels)
+        )
+
+    def best_fits(self) -> dict[int, dict[int, PixelResult]]:
+        """For each nside, each finished pixel's best result (lowest llh over its seeds)."""
+        return {level.nside: dict(level.best) for level in self._levels}
+
+    def progress(self) -> Progress:
+        nsides = [
+            NsideProgress(level.nside, len(level.best), len(level.requested), max(expected, len(level.requested)))
+            for level, expected in zip(self._levels, self._expected, strict=True)
+        ]
+        tasks_expected = sum(n.expected for n in nsides) * self.n_seeds
+        tasks_done = len(self._results)
+        elapsed = self._clock() - self._started
+        rate = self._received_since_start / elapsed if self._received_since_start and elapsed > 0 else None
+        eta = max(tasks_expected - tasks_done, 0) / rate if rate else None
+        return Progress(nsides, tasks_done, tasks_expected, rate, eta)
+
+    def _check(self, result: PixelResult) -> None:
+        if result.event_ref != self.event_ref:
+            raise ScanError(f"result for event {result.event_ref}, this scan is {self.event_ref}")
+        if result.nside not in self._by_nside:
+            raise ScanError(f"result for nside {result.nside}; this scan has {self.nsides}")
+        if not 0 <= result.seed < self.n_seeds or not 0 <= result.pixel < 12 * result.nside**2:
+            raise ScanError(f"result for pixel {result.pixel} seed {result.seed}: out of range")
+
+    def _record(self, result: PixelResult) -> None:
+        """Store a checked result; a repeated key overwrites (a duplicate carries the same value)."""
+        level = self._by_nside[result.nside]
+        if result.key in self._results:
+            self._results[result.key] = result
+            return
+        self._results[result.key] = result
+        pixel = result.pixel
+        level.seeds_done[pixel] = level.seeds_done.get(pixel, 0) + 1
+        if level.seeds_done[pixel] == self.n_seeds:
+            seeds = [self._results[(result.nside, pixel, seed)] for seed in range(self.n_seeds)]
+            level.best[pixel] = min(seeds, key=_llh_order)
+
+    def _wanted_pixels(self, index: int) -> set[int] | None:
+        """The pixels level `index` should scan given the results so far; None while it cannot start.
+
+        Memoised on the number of finished pixels of the levels before `index`: that number only
+        grows, and nothing else the answer depends on can change without it growing.
+        """
+        stamp = sum(len(level.best) for level in self._levels[:index]) + sum(
+            len(level.requested) for level in self._levels[index - 1 : index]
+        )
+        cached = self._wanted_cache.get(index)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        wanted = self._plan_level(index)
+        self._wanted_cache[index] = (stamp, wanted)
+        return wanted
+
+    def _plan_level(self, index: int) -> set[int] | None:
+        level = self._levels[index]
+        if index == 0:
+            return set(range(12 * level.nside**2))
+        parent = self._levels[index - 1]
+        finished = len(parent.requested & parent.best.keys())
+        if not parent.requested or finished < self.threshold * len(parent.requested):
+            return None
+        anchor = self._best_so_far(index)
+        if anchor is None:
+            return set()
+        candidates = np.array(sorted(parent.best), dtype=np.int64)
+        centres = np.array(healpy.pix2vec(parent.nside, candidates))
+        closeness = np.einsum("kn,k->n", centres, np.array(healpy.pix2vec(anchor.nside, anchor.pixel)))
+        nearest = candidates[np.lexsort((candidates, -closeness))[: level.refine]]
+        llhs = np.array([parent.best[p].llh for p in candidates])
+        lowest = candidates[np.lexsort((candidates, np.nan_to_num(llhs, nan=np.inf)))[: level.refine]]
+        chosen = np.union1d(nearest, lowest)
+        return set(children(parent.nside, chosen, level.nside).tolist())
+
+    def _best_so_far(self, index: int) -> PixelResult | None:
+        """The finished pixel with the lowest llh on the levels before `index` (None if all failed)."""
+        finished = [r for level in self._levels[:index] for r in level.best.values() if math.isfinite(r.llh)]
+        return min(finished, key=lambda r: (r.llh, r.nside, r.pixel)) if finished else None
+
+    def _unfinished_tasks_after_restart(self) -> list[PixelTask]:
+        """Seeds missing for pixels that came back only partly (results known, but not handed out by this object)."""
+        tasks: list[PixelTask] = []
+        for level in self._levels:
+            for pixel, seeds_done in level.seeds_done.items():
+                if seeds_done < self.n_seeds and pixel not in level.requested:
+                    level.requested.add(pixel)
+                    missing = [s for s in range(self.n_seeds) if (level.nside, pixel, s) not in self._results]
+                    tasks.extend(self._task(level.nside, pixel, seed) for seed in missing)
+        return tasks
+
+    def _tasks(self, nside: int, pixels: list[int]) -> list[PixelTask]:
+        return [
+            self._task(nside, pixel, seed)
+            for pixel in pixels
+            for seed in range(self.n_seeds)
+            if (nside, pixel, seed) not in self._results
+        ]
+
+    def _task(self, nside: int, pixel: int, seed: int) -> PixelTask:
+        return PixelTask(self.event_ref, self.reco_algo, nside, pixel, seed, dict(self.reco_options))
+
+
+def _llh_order(result: PixelResult) -> tuple[bool, float]:
+    """Sort key putting NaN llh (a failed fit) last."""
+    return (math.isnan(result.llh), result.llh)
