@@ -453,7 +453,7 @@ class _Publisher:
 class Message:
     """One delivery. `ack`/`nack`/`reject` it exactly once, from the event loop's thread."""
 
-    __slots__ = ("_channel", "_consumer", "_data", "_decoded", "_settled", "body", "delivery_tag", "properties")
+    __slots__ = ("_channel", "_consumer", "_decoded", "_settled", "body", "delivery_tag", "properties")
 
     def __init__(
         self,
