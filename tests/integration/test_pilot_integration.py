@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import os
-import select
 import signal
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testsupport import wait_gone
 
 import ewms_mq
 
@@ -174,20 +174,6 @@ async def drain(broker: ewms_mq.RabbitMQBroker, queue: str) -> list[Any]:
             if len(got) == depth:
                 break
     return got
-
-
-def wait_gone(pid: int) -> bool:
-    """True once `pid` has exited (a pidfd becomes readable), without sleeping."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(int(PROCESS_LIMIT * 1000)))
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

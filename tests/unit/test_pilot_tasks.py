@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from testsupport import wait_gone
 
 from ewms_pilot.config import PilotConfig
 from ewms_pilot.errors import CallableError, ContainerRunError, StartupError, TaskTimeoutError
@@ -40,20 +40,6 @@ def command_runner(
 ) -> FileTaskRunner:
     launcher = CommandLauncher(args, env=env or {}, data_hub=layout.data_hub, timeout=time_limit, kill_grace=0.5)
     return FileTaskRunner("command", layout, launcher, keep_files=keep, dump_output=False)
-
-
-def wait_gone(pid: int, limit: float = 10.0) -> bool:
-    """True once `pid` has exited (zombie or reaped), waiting on a pidfd rather than sleeping."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(limit * 1000))
-    finally:
-        os.close(fd)
 
 
 def config(**env: str) -> PilotConfig:
@@ -175,7 +161,7 @@ async def test_timeout_kills_the_whole_process_tree(tmp_path: Path) -> None:
         await command_runner(layout, args, time_limit=1).run("ev", "x")
     assert "timed out" in str(info.value)
     shell, background = (int(p) for p in pids.read_text().split())
-    assert wait_gone(shell) and wait_gone(background)
+    assert wait_gone(shell, 10.0) and wait_gone(background, 10.0)
 
 
 async def test_background_leftovers_die_with_their_event(tmp_path: Path) -> None:
@@ -185,7 +171,7 @@ async def test_background_leftovers_die_with_their_event(tmp_path: Path) -> None
         "ev", "x"
     )
     assert out.data == "ok\n"
-    assert wait_gone(int(pid_file.read_text()))
+    assert wait_gone(int(pid_file.read_text()), 10.0)
 
 
 async def test_cancellation_kills_the_tree(tmp_path: Path) -> None:
@@ -198,7 +184,7 @@ async def test_cancellation_kills_the_tree(tmp_path: Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert wait_gone(background)
+    assert wait_gone(background, 10.0)
     assert not (layout.root / "ev").exists()
 
 
