@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from .wms import WMSUnavailable
+from ewms_rest.client import ServiceUnavailable
 
 LOGGER = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ async def run_forever(name: str, step: Callable[[], Awaitable[bool]], interval: 
     while True:
         try:
             busy = await step()
-        except WMSUnavailable as exc:
+        except ServiceUnavailable as exc:
             delay = backoff.failure()
             LOGGER.warning("%s: %s; trying again in %.1f s", name, exc, delay)
         except Exception:

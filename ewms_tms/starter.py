@@ -14,10 +14,12 @@ import dataclasses
 import logging
 from typing import Any
 
+from ewms_rest.client import ServiceRefused
+
 from .journal import Entry, Journal
 from .schedulers import Scheduler
 from .spec import Claim, SpecError, pilot_spec
-from .wms import WMS, WMSRefused
+from .wms import WMS
 
 LOGGER = logging.getLogger(__name__)
 PENDING_STARTER = "pending-starter"
@@ -98,7 +100,7 @@ class Starter:
             await self.wms.report_submit_failed(
                 uuid, f"{why}; the TMS removed the cluster {cluster_id} it had submitted"
             )
-        except WMSRefused as exc:
+        except ServiceRefused as exc:
             LOGGER.info("taskforce %s: the WMS noted nothing more (%s)", uuid, exc)
         await asyncio.to_thread(self.journal.forget, uuid)
 
@@ -133,7 +135,7 @@ class Starter:
         try:
             claim = await self._with_profiles(claim)
             spec = pilot_spec(claim, host_command_image=self.host_command_image, operator_env=self.operator_env)
-        except (SpecError, WMSRefused, KeyError, ValueError, TypeError) as exc:
+        except (SpecError, ServiceRefused, KeyError, ValueError, TypeError) as exc:
             await self._fail(claim.uuid, f"cannot build the pilots' job: {exc}")
             return None
         entry = await asyncio.to_thread(self.journal.begin, claim.uuid, claim.n_workers)
@@ -150,7 +152,7 @@ class Starter:
         LOGGER.error("taskforce %s: %s", uuid, error)
         try:
             await self.wms.report_submit_failed(uuid, error)
-        except WMSRefused as exc:
+        except ServiceRefused as exc:
             LOGGER.warning("taskforce %s: the WMS refused the failure report: %s", uuid, exc)
 
     async def confirm(self, entry: Entry) -> None:
@@ -158,7 +160,7 @@ class Starter:
         uuid = entry.taskforce_uuid
         try:
             await self.wms.confirm_submit(uuid, submission_record(entry))
-        except WMSRefused as exc:
+        except ServiceRefused as exc:
             await self._remove_orphan(entry, f"the WMS refused the submission ({exc.message})")
             return
         await asyncio.to_thread(self.journal.forget, uuid)

@@ -16,8 +16,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ewms_rest.client import ServiceRefused
+
 from .schedulers import JobStatus, Scheduler, UnknownCluster
-from .wms import WMS, WMSRefused
+from .wms import WMS
 
 LOGGER = logging.getLogger(__name__)
 TOP_ERRORS = 20
@@ -97,7 +99,7 @@ class Watcher:
     async def _complete(self, uuid: str) -> None:
         try:
             await self.wms.confirm_complete(uuid, time.time())
-        except WMSRefused as exc:
+        except ServiceRefused as exc:
             LOGGER.warning("taskforce %s: completion not recorded: %s", uuid, exc)
             return
         LOGGER.info("taskforce %s: every pilot has ended; condor-complete", uuid)

@@ -1,7 +1,7 @@
 """The WMS as the TMS sees it: its TMS routes (DESIGN §4.3), through `rest_tools.client.RestClient`.
 
-Errors are sorted into the two kinds the loops treat differently: `WMSUnavailable` (no
-answer, a timeout, a 5xx or 429 — try again later, with backoff) and `WMSRefused` (the WMS
+Errors are `ewms_rest.client`'s two kinds, which the loops treat differently: `ServiceUnavailable`
+(no answer, a timeout, a 5xx or 429 — try again later, with backoff) and `ServiceRefused` (the WMS
 answered and said no: 404, 409, ... — act on it).
 """
 
@@ -10,31 +10,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import requests
 from rest_tools.client import ClientCredentialsAuth, RestClient
+
+from ewms_rest.client import ServiceRefused, call
 
 from .config import Config
 
 LOGGER = logging.getLogger(__name__)
 ACTIVE_PHASES = ("condor-submit", "pending-stopper", "condor-rm")
 ACTIVE_FIELDS = ["taskforce_uuid", "cluster_id", "n_workers", "phase", "workflow_id"]
-
-
-class WMSError(Exception):
-    """A call to the WMS did not do what was asked."""
-
-
-class WMSUnavailable(WMSError):
-    """The WMS could not be reached or could not answer now: try again later."""
-
-
-class WMSRefused(WMSError):
-    """The WMS answered with a client error; `status` says which."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
 
 
 def rest_client(config: Config) -> RestClient:
@@ -52,17 +36,6 @@ def rest_client(config: Config) -> RestClient:
     return RestClient(config.wms_url, token=config.token(), **common)
 
 
-def _refusal(exc: requests.exceptions.HTTPError) -> WMSError:
-    status = exc.response.status_code
-    try:
-        message = str(exc.response.json().get("error", exc.response.text))
-    except ValueError:
-        message = exc.response.text[:500]
-    if status >= 500 or status == 429:
-        return WMSUnavailable(f"WMS answered {status}: {message}")
-    return WMSRefused(status, message)
-
-
 class WMS:
     """The TMS routes, for one cluster location and one claimant."""
 
@@ -72,12 +45,7 @@ class WMS:
         self.claimant = claimant
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        try:
-            return await self.client.request(method, path, body if body is not None else {})
-        except requests.exceptions.HTTPError as exc:
-            raise _refusal(exc) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise WMSUnavailable(f"cannot reach the WMS at {self.client.address}: {type(exc).__name__}") from None
+        return await call(self.client, method, path, body, service="the WMS")
 
     # -- starter ----------------------------------------------------------------------------------
 
@@ -104,7 +72,7 @@ class WMS:
         """The taskforce, or None if the WMS does not know it."""
         try:
             answer: dict[str, Any] = await self.call("GET", f"/v1/taskforces/{uuid}")
-        except WMSRefused as exc:
+        except ServiceRefused as exc:
             if exc.status == 404:
                 return None
             raise

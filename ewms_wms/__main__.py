@@ -5,7 +5,8 @@ import logging
 import signal
 import sys
 
-from . import logs
+from ewms_rest import logs
+
 from .config import Config, ConfigError
 from .server import WMS
 

@@ -4,12 +4,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from ewms_rest.validation import RequestValidator
+
 from .config import Config
 from .database import Database
 from .janitor import Janitor
 from .model import BrokerSettings
 from .provisioner import Provisioner
-from .validation import RequestValidator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,3 +23,7 @@ class AppContext:
     janitor: Janitor
     broker: BrokerSettings
     clock: Callable[[], float]
+
+    @property
+    def role_claim(self) -> str:
+        return self.config.auth_role_claim

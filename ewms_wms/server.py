@@ -8,16 +8,17 @@ themselves, with their own clock.
 
 import asyncio
 import logging
-import re
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
 
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-from rest_tools.server import RestHandlerSetup, RestServer
+
+from ewms_rest.app import build_app
+from ewms_rest.logs import keep_secrets_out_of_logs
+from ewms_rest.validation import RequestValidator, load_openapi
 
 from .broker import BrokerAdmin
 from .config import Config, mask_url
@@ -28,22 +29,8 @@ from .janitor import Janitor
 from .loops import WorkflowLocks
 from .model import BrokerSettings
 from .provisioner import Provisioner
-from .validation import RequestValidator, load_openapi
 
 LOGGER = logging.getLogger(__name__)
-# loggers that write secrets at DEBUG (rest_tools: each bearer token; pymongo: whole documents, with
-# the broker credentials in mq profiles): kept above DEBUG whatever the log level
-SECRET_LEAKING_LOGGERS = ("rest_tools.server.handler", "pymongo")
-
-
-def keep_secrets_out_of_logs() -> None:
-    for name in SECRET_LEAKING_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO)
-
-
-def route_regex(template: str) -> str:
-    """`/v1/workflows/{workflow_id}` -> `/v1/workflows/(?P<workflow_id>[^/]+)$`."""
-    return re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
 
 
 def broker_settings(config: Config) -> BrokerSettings:
@@ -60,17 +47,9 @@ def broker_settings(config: Config) -> BrokerSettings:
     )
 
 
-def build_app(ctx: AppContext) -> tornado.web.Application:
-    """The tornado application: one route per handler, JSON 404 for the rest."""
-    setup = RestHandlerSetup({"auth": ctx.config.rest_tools_auth(), "server_header": "ewms-wms"})  # type: ignore[no-untyped-call]
-    # no per-path route stats: rest_tools keys them by the concrete path, so every id would add an entry forever
-    kwargs: dict[str, Any] = {**setup, "route_stats": None, "ctx": ctx}
-    server = RestServer()  # type: ignore[no-untyped-call]
-    for handler in HANDLERS:
-        server.add_route(route_regex(handler.ROUTE), handler, kwargs)  # type: ignore[no-untyped-call]
-    return tornado.web.Application(
-        server.routes, default_handler_class=NotFoundHandler, default_handler_args=kwargs, **server.app_args
-    )
+def build_wms_app(ctx: AppContext) -> tornado.web.Application:
+    """The WMS's tornado application: its handlers, JSON 404 for the rest."""
+    return build_app(HANDLERS, ctx, ctx.config.rest_tools_auth(), "ewms-wms", NotFoundHandler)
 
 
 class WMS:
@@ -95,7 +74,7 @@ class WMS:
 
     async def start(self, *, run_loops: bool = True) -> None:
         await self.db.ensure_indexes()
-        openapi = load_openapi()
+        openapi = load_openapi("ewms_wms")
         ctx = AppContext(
             config=self.config,
             db=self.db,
@@ -108,7 +87,7 @@ class WMS:
         )
         sockets = tornado.netutil.bind_sockets(self.config.port, self.config.host)
         self._http = tornado.httpserver.HTTPServer(
-            build_app(ctx), xheaders=True, max_body_size=self.config.max_body_bytes
+            build_wms_app(ctx), xheaders=True, max_body_size=self.config.max_body_bytes
         )
         self._http.add_sockets(sockets)
         self.port = int(sockets[0].getsockname()[1])

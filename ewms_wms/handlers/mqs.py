@@ -5,8 +5,10 @@ Users poll `GET /v1/mqs/workflows/{workflow_id}/mq-profiles/public` until every 
 profiles by queue name. Both answer from the WMS's own records.
 """
 
-from ..auth import TMS_ROUTES, USER_ROUTES, require_roles
-from ..errors import ApiError
+from ewms_rest.auth import require_roles
+from ewms_rest.errors import ApiError
+
+from ..auth import TMS_ROUTES, USER_ROUTES
 from .base import BaseHandler
 
 

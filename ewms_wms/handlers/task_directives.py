@@ -3,9 +3,11 @@
 import logging
 from typing import Any
 
+from ewms_rest.auth import require_roles
+from ewms_rest.errors import ApiError
+
 from .. import model
-from ..auth import READ_ROUTES, USER_ROUTES, require_roles
-from ..errors import ApiError
+from ..auth import READ_ROUTES, USER_ROUTES
 from ..phases import Phase
 from .base import BaseHandler
 from .workflows import QueryHandler

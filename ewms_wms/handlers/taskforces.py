@@ -2,8 +2,10 @@
 
 from typing import Any
 
-from ..auth import READ_ROUTES, require_roles
-from ..errors import ApiError
+from ewms_rest.auth import require_roles
+from ewms_rest.errors import ApiError
+
+from ..auth import READ_ROUTES
 from .base import BaseHandler
 from .workflows import QueryHandler
 

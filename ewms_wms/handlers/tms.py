@@ -10,9 +10,11 @@ import json
 import logging
 from typing import Any
 
-from ..auth import TMS_ROUTES, require_roles
+from ewms_rest.auth import require_roles
+from ewms_rest.errors import ApiError
+
+from ..auth import TMS_ROUTES
 from ..database import Outcome, Result
-from ..errors import ApiError
 from ..phases import COMPLETE, RM
 from .base import BaseHandler
 

@@ -3,13 +3,15 @@
 import logging
 from typing import Any
 
+from ewms_rest.auth import require_roles
+from ewms_rest.errors import ApiError
+from ewms_rest.validation import FieldError
+
 from .. import model
-from ..auth import READ_ROUTES, USER_ROUTES, require_roles
+from ..auth import READ_ROUTES, USER_ROUTES
 from ..database import QueryError
 from ..database.query import project
-from ..errors import ApiError
 from ..phases import Deactivation
-from ..validation import FieldError
 from .base import BaseHandler
 
 LOGGER = logging.getLogger(__name__)

@@ -4,15 +4,12 @@
   WMS with its own database, on port 0; returns a :class:`WMSUnderTest`. Everything it made on the broker
   (queues, DLQs, policies, per-workflow users) is removed after the test, and its database dropped.
 - ``wms`` (function): one such WMS with the loops off (tests drive ``provisioner``/``janitor`` themselves).
-- :class:`Client` calls the WMS like any HTTP client and checks every answer against the WMS's OpenAPI
-  document with openapi-core, so the document stays the truth about the routes.
+- :class:`tests.rest_client.Client` calls the WMS like any HTTP client and checks every answer against the
+  WMS's OpenAPI document.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import re
 import time
 import urllib.parse
 import uuid
@@ -21,15 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import openapi_core
 import pytest
-from openapi_core.datatypes import RequestParameters
 from pymongo import AsyncMongoClient
-from rest_tools.utils.auth import Auth
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from werkzeug.datastructures import Headers, ImmutableMultiDict
+from rest_client import Client
 
+from ewms_rest.tokens import mint_token
+from ewms_rest.validation import load_openapi
 from ewms_wms.config import Config
 from ewms_wms.server import WMS
-from ewms_wms.validation import load_openapi
 
 if TYPE_CHECKING:
     from tests.conftest import ManagementAPI
@@ -67,11 +62,7 @@ def make_token(
     **claims: Any,
 ) -> str:
     """A signed JWT like the WMS's local mode accepts (role claim omitted when None)."""
-    payload = dict(claims)
-    if role is not None:
-        payload["role"] = role
-    auth = Auth(secret, issuer=issuer, algorithm="HS256")  # type: ignore[no-untyped-call]
-    return str(auth.create_token(sub, expiration, payload=payload))  # type: ignore[no-untyped-call]
+    return mint_token(secret, sub, role, issuer=issuer, lifetime_seconds=expiration, claims=claims)
 
 
 class FakeClock:
@@ -85,109 +76,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@dataclasses.dataclass
-class Response:
-    status: int
-    json: Any
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclasses.dataclass
-class _OpenAPIRequest:
-    host_url: str
-    path: str
-    method: str
-    body: bytes | None
-    content_type: str
-    parameters: RequestParameters
-
-
-@dataclasses.dataclass
-class _OpenAPIResponse:
-    status_code: int
-    content_type: str
-    headers: Headers
-    data: bytes | None
-
-
-class Client:
-    """HTTP calls to the WMS as one bearer token; answers are checked against the OpenAPI document."""
-
-    def __init__(self, base_url: str, token: str | None, spec: openapi_core.OpenAPI, doc: dict[str, Any]) -> None:
-        self.base_url = base_url
-        self.token = token
-        self.spec = spec
-        self.doc = doc
-        self.http = AsyncHTTPClient()
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        raw: bytes | None = None,
-        query: dict[str, str] | None = None,
-        validate: bool = True,
-    ) -> Response:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        if data is None and method in ("POST", "PUT", "PATCH"):
-            data = b""
-        url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = HTTPRequest(url, method=method, headers=headers, body=data, allow_nonstandard_methods=True)
-        answer = await self.http.fetch(request, raise_error=False)
-        response = Response(answer.code, _json(answer.body), dict(answer.headers), answer.body or b"")
-        if validate:
-            self.check_against_openapi(method, path, query or {}, data, response)
-        return response
-
-    def check_against_openapi(
-        self, method: str, path: str, query: dict[str, str], data: bytes | None, response: Response
-    ) -> None:
-        """The answer is one the document promises for this route (routes it does not know are skipped)."""
-        if not _documented(self.doc, method, path):
-            return
-        request = _OpenAPIRequest(
-            host_url=self.base_url,
-            path=path,
-            method=method.lower(),
-            body=data,
-            content_type="application/json",
-            parameters=RequestParameters(query=ImmutableMultiDict(query)),
-        )
-        answer = _OpenAPIResponse(
-            response.status, response.headers.get("Content-Type", "").split(";")[0], Headers(response.headers),
-            response.body,
-        )  # fmt: skip
-        self.spec.validate_response(request, answer)
-
-    async def get(self, path: str, **kwargs: Any) -> Response:
-        return await self.request("GET", path, **kwargs)
-
-    async def post(self, path: str, body: Any = None, **kwargs: Any) -> Response:
-        return await self.request("POST", path, body, **kwargs)
-
-
-def _json(body: bytes | None) -> Any:
-    try:
-        return json.loads(body) if body else None
-    except ValueError:
-        return None
-
-
-def _documented(doc: dict[str, Any], method: str, path: str) -> bool:
-    """Whether the document has an operation for this method and concrete path."""
-    for template, item in doc["paths"].items():
-        pattern = re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template))
-        if re.fullmatch(pattern, path) and method.lower() in item:
-            return True
-    return False
 
 
 class WMSUnderTest:
@@ -250,7 +138,7 @@ async def wms_factory(
 ) -> AsyncIterator[Callable[..., Awaitable[WMSUnderTest]]]:
     """Start WMSs (see the module docstring); all are stopped and cleaned up after the test."""
     made: list[WMS] = []
-    doc = load_openapi()
+    doc = load_openapi("ewms_wms")
 
     async def make(
         *, run_loops: bool = False, clock: Callable[[], float] | None = None, **overrides: Any

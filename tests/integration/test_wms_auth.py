@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ewms_wms.auth import ALLOWED_ROLES_ATTR
+from ewms_rest.auth import ALLOWED_ROLES_ATTR
 from ewms_wms.handlers import HANDLERS
 from tests.integration.conftest import WMSUnderTest, make_token
 

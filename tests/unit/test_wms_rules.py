@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from ewms_wms.auth import roles_in
+from ewms_rest.auth import roles_in
 from ewms_wms.broker import dlq_only_permissions, permissions
 from ewms_wms.database.query import QueryError, check_filter, project
 from ewms_wms.phases import COMPLETE, RM, TERMINAL, Phase

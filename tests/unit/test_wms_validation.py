@@ -5,12 +5,12 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
-from ewms_wms.auth import ALLOWED_ROLES_ATTR
+from ewms_rest.app import route_regex
+from ewms_rest.auth import ALLOWED_ROLES_ATTR
+from ewms_rest.validation import FieldError, InvalidRequest, RequestValidator, field_path, load_openapi
 from ewms_wms.handlers import HANDLERS
-from ewms_wms.server import route_regex
-from ewms_wms.validation import FieldError, InvalidRequest, RequestValidator, field_path, load_openapi
 
-DOC = load_openapi()
+DOC = load_openapi("ewms_wms")
 VALIDATOR = RequestValidator(DOC)
 
 

@@ -1,9 +1,9 @@
 """Request validation against the OpenAPI document, with answers a person can act on.
 
-The document (`schema/openapi.json`) is the single statement of what each route takes; this
-module reads each operation's body schema and query parameters from it and checks requests
+A service's document (its package's `schema/openapi.json`) is the single statement of what each
+route takes; this module reads each operation's body schema and query parameters from it and checks requests
 with `jsonschema` (OpenAPI 3.1 schemas are JSON Schema 2020-12). Errors name the field with
-its path (`tasks[0].worker_config.n_cores`) and the rule it broke. They never echo the
+its path (e.g. `tasks[0].worker_config.n_cores`) and the rule it broke. They never echo the
 offending value: bodies carry environment variables and may be huge.
 """
 
@@ -19,7 +19,7 @@ import referencing
 import referencing.jsonschema
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
-DOC_URI = "urn:ewms-wms:openapi"
+DOC_URI = "urn:ewms-rest:openapi"
 MAX_ERRORS = 10
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
 
@@ -43,9 +43,9 @@ class InvalidRequest(ValueError):
         self.errors = errors
 
 
-def load_openapi() -> dict[str, Any]:
-    """The WMS's OpenAPI document, as shipped in the package."""
-    text = resources.files("ewms_wms").joinpath("schema/openapi.json").read_text()
+def load_openapi(package: str, resource: str = "schema/openapi.json") -> dict[str, Any]:
+    """A service's OpenAPI document, as shipped in its package."""
+    text = resources.files(package).joinpath(resource).read_text()
     doc: dict[str, Any] = json.loads(text)
     return doc
 

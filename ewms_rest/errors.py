@@ -1,4 +1,4 @@
-"""The one error type handlers raise: an HTTP status with a message meant for the caller."""
+"""The one error type REST handlers raise: an HTTP status with a message meant for the caller."""
 
 import tornado.web
 

@@ -34,3 +34,13 @@ def setup(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pika").setLevel(max(logging.WARNING, root.level))
+
+
+# loggers that write secrets at DEBUG (rest_tools: each bearer token; pymongo: whole documents, with
+# credentials in them): kept above DEBUG whatever the log level
+SECRET_LEAKING_LOGGERS = ("rest_tools.server.handler", "pymongo")
+
+
+def keep_secrets_out_of_logs() -> None:
+    for name in SECRET_LEAKING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
