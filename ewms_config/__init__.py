@@ -32,6 +32,7 @@ from .env import (
     setting,
     url,
 )
+from .sizes import parse_size
 
 __all__ = [
     "FALSE_WORDS",
@@ -50,6 +51,7 @@ __all__ = [
     "parse_optional_seconds",
     "parse_positive_seconds",
     "parse_seconds",
+    "parse_size",
     "parse_str",
     "positive",
     "read_env",

@@ -27,6 +27,7 @@ from ewms_config import (
     url,
 )
 from ewms_config import env_value as env_value
+from ewms_rest.settings import read_token_file
 
 SCHEDULERS = ("htcondor", "local")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -107,10 +108,7 @@ class Config:
     def token(self) -> str:
         """The static bearer token (from the variable or the file), '' when OAuth is used."""
         if self.wms_token_file:
-            try:
-                return Path(self.wms_token_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"TMS_WMS_TOKEN_FILE: cannot read {self.wms_token_file}: {exc}") from None
+            return read_token_file("TMS_WMS_TOKEN_FILE", self.wms_token_file)
         return self.wms_token
 
     @classmethod

@@ -13,8 +13,7 @@ import ewms_mq
 from ewms_config import ConfigError as ConfigError
 from ewms_config import choice, from_env, is_url, parse_bool, parse_str, positive, setting
 from ewms_config import mask_url as mask_url
-
-MIN_SECRET_BYTES = 32  # HS256 wants a key at least as long as its digest (RFC 7518 §3.2)
+from ewms_rest.settings import check_server_auth, rest_tools_auth
 
 _COUNT = positive(int, allow_zero=True)  # zero passes here; the rules in __post_init__ say more
 _SECONDS = positive(float, allow_zero=True)
@@ -63,7 +62,7 @@ class Config:
     log_format: str = setting("WMS_LOG_FORMAT", choice("json", "text"), "json")
 
     def __post_init__(self) -> None:
-        self._check_auth()
+        check_server_auth("WMS", "the WMS", self.auth_secret, self.auth_openid_url)
         check_url(self.mongodb_url, "WMS_MONGODB_URL", ("mongodb", "mongodb+srv"))
         for name in ("broker_url", "broker_public_address"):
             value = getattr(self, name)
@@ -80,17 +79,6 @@ class Config:
         if self.query_page_size < 1:
             raise ConfigError(f"WMS_QUERY_PAGE_SIZE must be at least 1, got {self.query_page_size}")
 
-    def _check_auth(self) -> None:
-        if not self.auth_secret and not self.auth_openid_url:
-            raise ConfigError(
-                "no REST authentication configured: set WMS_AUTH_SECRET (local mode, a shared JWT secret) or "
-                "WMS_AUTH_OPENID_URL (production); the WMS never runs without auth"
-            )
-        if self.auth_secret and self.auth_openid_url:
-            raise ConfigError("set only one of WMS_AUTH_SECRET and WMS_AUTH_OPENID_URL")
-        if self.auth_secret and len(self.auth_secret.encode()) < MIN_SECRET_BYTES:
-            raise ConfigError(f"WMS_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
-
     @property
     def broker_address(self) -> ewms_mq.BrokerAddress:
         """The broker the WMS itself administers (declares queues, sets policies)."""
@@ -103,12 +91,9 @@ class Config:
 
     def rest_tools_auth(self) -> dict[str, Any]:
         """The `auth` section of `rest_tools.server.RestHandlerSetup`'s config."""
-        if self.auth_secret:
-            return {"secret": self.auth_secret, "issuer": self.auth_issuer, "algorithm": self.auth_algorithm}
-        auth: dict[str, Any] = {"openid_url": self.auth_openid_url}
-        if self.auth_audience:
-            auth["audience"] = self.auth_audience
-        return auth
+        return rest_tools_auth(
+            self.auth_secret, self.auth_issuer, self.auth_algorithm, self.auth_openid_url, self.auth_audience
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":

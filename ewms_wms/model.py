@@ -10,6 +10,8 @@ import secrets
 import uuid
 from typing import Any
 
+from ewms_config import parse_size
+
 from .phases import Phase
 
 BROKER_TYPE = "rabbitmq"
@@ -22,8 +24,6 @@ DEFAULT_WORKER_CONFIG: dict[str, Any] = {
     "condor_requirements": "",
     "do_transfer_worker_stdouterr": False,
 }
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([kmgtp])(?:i?b)?|b)?\s*$", re.IGNORECASE)
-_UNITS = {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 _SLUG_MAX = 48
 
 
@@ -35,17 +35,6 @@ def new_id() -> str:
 def new_broker_password() -> str:
     """A random password for a per-workflow broker user (URL-safe, 256 bits)."""
     return secrets.token_urlsafe(32)
-
-
-def parse_size(value: int | str) -> int:
-    """Bytes from an integer or a string like '512M', '2GiB', '1.5g' (powers of 1024)."""
-    if isinstance(value, int):
-        return value
-    match = _SIZE.match(value)
-    if match is None:
-        raise ValueError(f"not a size: {value!r} (e.g. 512M, 2GiB)")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.lower() if unit else None])
 
 
 def worker_config(requested: dict[str, Any] | None) -> dict[str, Any]:

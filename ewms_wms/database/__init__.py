@@ -7,8 +7,9 @@ a confirmation) settle without locks: exactly one of them matches.
 
 from pymongo.errors import PyMongoError as DatabaseError
 
+from ewms_rest.search import QueryError
+
 from .client import Database
-from .query import QueryError
 from .taskforces import Outcome, Result
 
 __all__ = ["Database", "DatabaseError", "Outcome", "QueryError", "Result"]

@@ -5,12 +5,12 @@ from typing import Any
 
 from ewms_rest.auth import require_roles
 from ewms_rest.errors import ApiError
+from ewms_rest.search import project
 from ewms_rest.validation import FieldError
 
 from .. import model
 from ..auth import READ_ROUTES, USER_ROUTES
 from ..database import QueryError
-from ..database.query import project
 from ..phases import Deactivation
 from .base import BaseHandler
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from ewms_config import parse_size
 from ewms_wms import model
 from ewms_wms.model import BrokerSettings
 
@@ -33,12 +34,12 @@ BODY: dict[str, Any] = {
      ("7", 7), ("3B", 3), ("1T", 1024**4)],
 )  # fmt: skip
 def test_sizes(size: int | str, expected: int) -> None:
-    assert model.parse_size(size) == expected
+    assert parse_size(size) == expected
 
 
 def test_bad_size() -> None:
     with pytest.raises(ValueError, match="not a size"):
-        model.parse_size("12 parsecs")
+        parse_size("12 parsecs")
 
 
 def test_queue_names_read_well_and_never_collide() -> None:

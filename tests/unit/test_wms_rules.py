@@ -5,14 +5,14 @@ import re
 import pytest
 
 from ewms_rest.auth import roles_in
+from ewms_rest.search import QueryError, check_filter, project
 from ewms_wms.broker import dlq_only_permissions, permissions
-from ewms_wms.database.query import QueryError, check_filter, project
 from ewms_wms.phases import COMPLETE, RM, TERMINAL, Phase
 from ewms_wms.provisioner import backoff
 
 
 def test_filters_allow_plain_fields_and_comparisons() -> None:
-    check_filter({"phase": {"$in": ["failed"]}, "$or": [{"a.b": 1}, {"c": {"$not": {"$gt": 2}}}]})
+    check_filter({"phase": {"$in": ["failed"]}, "$or": [{"a.b": 1}, {"c": {"$not": {"$gt": 2}}}]}, "query")
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_filters_allow_plain_fields_and_comparisons() -> None:
 )
 def test_filters_refuse_what_could_run_code(query: dict[str, object], field: str) -> None:
     with pytest.raises(QueryError) as caught:
-        check_filter(query)
+        check_filter(query, "query")
     assert caught.value.field == field
 
 
