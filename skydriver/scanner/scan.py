@@ -10,7 +10,14 @@ RabbitMQ later) loops:
 
 The state is the set of results; everything else (which pixels are requested, which are best,
 progress) is derived from it. So a scan is restarted with `SkyScan.from_results(...)`: finished
-pixels are not redone, and tasks that were out when it stopped are sent again.
+pixels are not redone, and tasks that were out when it stopped are sent again — unless the restart
+is told they are still out (`published`: a scanner whose tasks sit in a durable queue or with
+pilots must not send them twice).
+
+A task can be given up (`give_up`: the broker dead-lettered it after its delivery limit). The scan
+goes on: the seed counts as settled without a result, a pixel with some seeds left keeps the best
+of those, and a pixel whose every seed was given up is finished but failed — it never refines and
+is missing from the skymap (`missing_pixels`).
 
 Refinement: the first nside covers the whole sky. Level i + 1 subdivides two overlapping sets of
 n_{i+1} finished pixels of level i, once a `predictive_scanning_threshold` fraction of level i's
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,10 +64,11 @@ class Progress:
     """Where a scan stands; `rate` and `eta` count only results received since this object was built."""
 
     nsides: list[NsideProgress]
-    tasks_done: int
+    tasks_done: int  # settled: a result in, or given up
     tasks_expected: int
     rate_per_second: float | None
     eta_seconds: float | None
+    dead_tasks: int = 0  # given up (dead-lettered); included in tasks_done
 
     @property
     def fraction(self) -> float:
@@ -75,6 +83,7 @@ class Progress:
             "tasks_expected": self.tasks_expected,
             "rate_per_second": self.rate_per_second,
             "eta_seconds": self.eta_seconds,
+            "dead_tasks": self.dead_tasks,
         }
 
 
@@ -83,8 +92,17 @@ class _Level:
     nside: int
     refine: int
     requested: set[int] = field(default_factory=set)
-    seeds_done: dict[int, int] = field(default_factory=dict)  # pixel → finished seeds
+    seeds_done: dict[int, int] = field(default_factory=dict)  # pixel → settled seeds (a result, or given up)
     best: dict[int, PixelResult] = field(default_factory=dict)  # finished pixel → its best seed's result
+    failed: set[int] = field(default_factory=set)  # finished pixels whose every seed was given up
+    version: int = 0  # bumped whenever `best` or `failed` changes: what the refinement plan is memoised on
+
+    @property
+    def n_finished(self) -> int:
+        return len(self.best) + len(self.failed)
+
+    def unfinished(self, pixels: set[int]) -> set[int]:
+        return pixels - self.best.keys() - self.failed
 
 
 class SkyScan:
@@ -115,7 +133,8 @@ class SkyScan:
         self._by_nside = {level.nside: level for level in self._levels}
         self._expected = expected_pixels(pairs)
         self._results: dict[tuple[int, int, int], PixelResult] = {}
-        self._wanted_cache: dict[int, tuple[int, set[int] | None]] = {}
+        self._dead: set[tuple[int, int, int]] = set()
+        self._wanted_cache: dict[int, tuple[tuple[int, ...], set[int] | None]] = {}
         self._clock = clock
         self._started = clock()
         self._received_since_start = 0
@@ -128,13 +147,26 @@ class SkyScan:
         nsides: Mapping[int | str, int],
         n_seeds: int,
         results: Iterable[PixelResult],
+        *,
+        published: Iterable[Sequence[int]] = (),
+        dead: Iterable[Sequence[int]] = (),
         **kwargs: Any,
     ) -> SkyScan:
-        """Rebuild a scan from the results it had received; `next_tasks()` then resends only what is missing."""
+        """Rebuild a scan from the results it had received; `next_tasks()` then resends only what is missing.
+
+        `published` (nside, pixel) pairs are still out (in the queue or with pilots): not sent again.
+        `dead` (nside, pixel, seed) keys were given up before.
+        """
         scan = cls(event_ref, reco_algo, nsides, n_seeds, **kwargs)
         for result in results:
-            scan._check(result)
+            scan._check(result.event_ref, result.nside, result.pixel, result.seed)
             scan._record(result)
+        for nside, pixel, seed in dead:
+            scan._check(event_ref, nside, pixel, seed)
+            scan._give_up((nside, pixel, seed))
+        for nside, pixel, *_seed in published:  # [nside, pixel]; a seed, if recorded, changes nothing
+            scan._check(event_ref, nside, pixel, 0)
+            scan._by_nside[nside].requested.add(pixel)
         return scan
 
     @property
@@ -145,6 +177,16 @@ class SkyScan:
     def results(self) -> list[PixelResult]:
         """Every distinct result received, one per (nside, pixel, seed)."""
         return list(self._results.values())
+
+    @property
+    def dead_tasks(self) -> list[tuple[int, int, int]]:
+        """Every (nside, pixel, seed) given up and not answered since, sorted."""
+        return sorted(self._dead)
+
+    @property
+    def missing_pixels(self) -> list[tuple[int, int]]:
+        """(nside, pixel) of every pixel whose seeds were all given up: requested, but not in the skymap."""
+        return sorted((level.nside, pixel) for level in self._levels for pixel in level.failed)
 
     def next_tasks(self) -> list[PixelTask]:
         """Tasks not handed out before: new pixels the results so far call for, and any not finished on restart."""
@@ -164,17 +206,26 @@ class SkyScan:
 
         Raises `ScanError` for a result of another event, nside, seed range or pixel range.
         """
-        self._check(result)
+        self._check(result.event_ref, result.nside, result.pixel, result.seed)
         if result.key in self._results:
             return False
         self._record(result)
         self._received_since_start += 1
         return True
 
+    def give_up(self, task: PixelTask) -> bool:
+        """Settle a task without a result (it was dead-lettered); False if it was settled already.
+
+        The scan goes on without it; a later result for it is still taken. Raises `ScanError` for a
+        task of another event or out of range.
+        """
+        self._check(task.event_ref, task.nside, task.pixel, task.seed)
+        return self._give_up(task.key)
+
     @property
     def done(self) -> bool:
         """Every requested pixel finished, and those results call for no further pixels."""
-        if any(not level.requested <= level.best.keys() for level in self._levels):
+        if any(level.unfinished(level.requested) for level in self._levels):
             return False
         return all(
             (wanted := self._wanted_pixels(index)) is not None and wanted <= level.requested
@@ -187,46 +238,67 @@ class SkyScan:
 
     def progress(self) -> Progress:
         nsides = [
-            NsideProgress(level.nside, len(level.best), len(level.requested), max(expected, len(level.requested)))
+            NsideProgress(level.nside, level.n_finished, len(level.requested), max(expected, len(level.requested)))
             for level, expected in zip(self._levels, self._expected, strict=True)
         ]
         tasks_expected = sum(n.expected for n in nsides) * self.n_seeds
-        tasks_done = len(self._results)
+        tasks_done = len(self._results) + len(self._dead)
         elapsed = self._clock() - self._started
         rate = self._received_since_start / elapsed if self._received_since_start and elapsed > 0 else None
         eta = max(tasks_expected - tasks_done, 0) / rate if rate else None
-        return Progress(nsides, tasks_done, tasks_expected, rate, eta)
+        return Progress(nsides, tasks_done, tasks_expected, rate, eta, len(self._dead))
 
-    def _check(self, result: PixelResult) -> None:
-        if result.event_ref != self.event_ref:
-            raise ScanError(f"result for event {result.event_ref}, this scan is {self.event_ref}")
-        if result.nside not in self._by_nside:
-            raise ScanError(f"result for nside {result.nside}; this scan has {self.nsides}")
-        if not 0 <= result.seed < self.n_seeds or not 0 <= result.pixel < 12 * result.nside**2:
-            raise ScanError(f"result for pixel {result.pixel} seed {result.seed}: out of range")
+    def _check(self, event_ref: str, nside: int, pixel: int, seed: int) -> None:
+        """Refuse a result or task that cannot belong to this scan (`ScanError`)."""
+        if event_ref != self.event_ref:
+            raise ScanError(f"event {event_ref}, this scan is {self.event_ref}")
+        if nside not in self._by_nside:
+            raise ScanError(f"nside {nside}; this scan has {self.nsides}")
+        if not 0 <= seed < self.n_seeds or not 0 <= pixel < 12 * nside**2:
+            raise ScanError(f"pixel {pixel} seed {seed}: out of range")
 
     def _record(self, result: PixelResult) -> None:
         """Store a checked result; a repeated key overwrites (a duplicate carries the same value)."""
-        level = self._by_nside[result.nside]
-        if result.key in self._results:
-            self._results[result.key] = result
-            return
+        new = not self._settled(result.key)
         self._results[result.key] = result
-        pixel = result.pixel
-        level.seeds_done[pixel] = level.seeds_done.get(pixel, 0) + 1
-        if level.seeds_done[pixel] == self.n_seeds:
-            seeds = [self._results[(result.nside, pixel, seed)] for seed in range(self.n_seeds)]
+        self._dead.discard(result.key)  # a late answer beats having given up
+        self._count_and_settle(result.nside, result.pixel, new)
+
+    def _give_up(self, key: tuple[int, int, int]) -> bool:
+        if self._settled(key):
+            return False
+        self._dead.add(key)
+        self._count_and_settle(key[0], key[1], True)
+        return True
+
+    def _settled(self, key: tuple[int, int, int]) -> bool:
+        return key in self._results or key in self._dead
+
+    def _count_and_settle(self, nside: int, pixel: int, new: bool) -> None:
+        """Count a newly settled seed; once every seed is settled, the pixel is finished (best or failed)."""
+        level = self._by_nside[nside]
+        if new:
+            level.seeds_done[pixel] = level.seeds_done.get(pixel, 0) + 1
+        if level.seeds_done[pixel] < self.n_seeds:
+            return
+        before = (level.best.get(pixel), pixel in level.failed)
+        seeds = [r for seed in range(self.n_seeds) if (r := self._results.get((nside, pixel, seed))) is not None]
+        if seeds:
             level.best[pixel] = min(seeds, key=_llh_order)
+            level.failed.discard(pixel)
+        else:
+            level.failed.add(pixel)
+        if (level.best.get(pixel), pixel in level.failed) != before:
+            level.version += 1
 
     def _wanted_pixels(self, index: int) -> set[int] | None:
         """The pixels level `index` should scan given the results so far; None while it cannot start.
 
-        Memoised on the number of finished pixels of the levels before `index`: that number only
-        grows, and nothing else the answer depends on can change without it growing.
+        Memoised on the versions of the levels before `index` and on how many pixels the level before
+        requested: nothing else the answer depends on can change without one of them changing.
         """
-        stamp = sum(len(level.best) for level in self._levels[:index]) + sum(
-            len(level.requested) for level in self._levels[index - 1 : index]
-        )
+        parent_requested = [len(level.requested) for level in self._levels[index - 1 : index]]
+        stamp = (*(level.version for level in self._levels[:index]), *parent_requested)
         cached = self._wanted_cache.get(index)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -239,7 +311,7 @@ class SkyScan:
         if index == 0:
             return set(range(12 * level.nside**2))
         parent = self._levels[index - 1]
-        finished = len(parent.requested & parent.best.keys())
+        finished = len(parent.requested) - len(parent.unfinished(parent.requested))
         if not parent.requested or finished < self.threshold * len(parent.requested):
             return None
         anchor = self._best_so_far(index)
@@ -266,7 +338,7 @@ class SkyScan:
             for pixel, seeds_done in level.seeds_done.items():
                 if seeds_done < self.n_seeds and pixel not in level.requested:
                     level.requested.add(pixel)
-                    missing = [s for s in range(self.n_seeds) if (level.nside, pixel, s) not in self._results]
+                    missing = [s for s in range(self.n_seeds) if not self._settled((level.nside, pixel, s))]
                     tasks.extend(self._task(level.nside, pixel, seed) for seed in missing)
         return tasks
 
@@ -275,7 +347,7 @@ class SkyScan:
             self._task(nside, pixel, seed)
             for pixel in pixels
             for seed in range(self.n_seeds)
-            if (nside, pixel, seed) not in self._results
+            if not self._settled((nside, pixel, seed))
         ]
 
     def _task(self, nside: int, pixel: int, seed: int) -> PixelTask:

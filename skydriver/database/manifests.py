@@ -1,0 +1,147 @@
+"""The `Manifests` collection: one document per scan, its state and everything a client reads about it.
+
+Besides the public fields (`GET /scan/{id}/manifest`), a manifest carries internal ones that never
+leave this module: `starter` (which replica holds the scan while starting it, and the retry
+schedule when the WMS does not answer), `checkpoint_seq` (the scanner's checkpoint counter) and
+`cleanup_pending` (the scan is over but its workflow or scanner may still be there).
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure
+
+from ewms_rest.search import QueryError, check_filter, project
+
+from ..states import RUNNING, ScanState
+
+Doc = dict[str, Any]
+NO_ID = {"_id": False}
+# null tests spelled `{"$eq": None}`: the same on MongoDB, and reliable on the test wire server
+NULL = {"$eq": None}
+INTERNAL = ("_id", "starter", "checkpoint_seq", "cleanup_pending")
+# `$set` booleans may come back as 1/0 from some MongoDB wire servers
+BOOLEANS = ("is_deleted", "complete")
+BACKLOG_ORDER = [("priority", DESCENDING), ("timestamp", ASCENDING)]
+NEW_STARTER = {"claimed_by": None, "claim_expires": None, "attempts": 0, "next_attempt": None, "last_error": None}
+
+
+def public(doc: Doc) -> Doc:
+    """The manifest as clients see it: internal fields out, booleans as booleans."""
+    out = {k: v for k, v in doc.items() if k not in INTERNAL}
+    for key in BOOLEANS:
+        if key in out:
+            out[key] = bool(out[key])
+    return out
+
+
+def _scope(include_deleted: bool) -> Doc:
+    return {} if include_deleted else {"is_deleted": False}
+
+
+class Manifests:
+    def __init__(self, collection: AsyncCollection[Doc]) -> None:
+        self.collection = collection
+
+    async def insert(self, doc: Doc) -> None:
+        await self.collection.insert_one({**doc, "starter": dict(NEW_STARTER), "checkpoint_seq": 0})
+
+    async def get(self, scan_id: str, include_deleted: bool = True) -> Doc | None:
+        """The public manifest, or None (also for a deleted scan unless `include_deleted`)."""
+        doc = await self.collection.find_one({"scan_id": scan_id, **_scope(include_deleted)}, NO_ID)
+        return None if doc is None else public(doc)
+
+    async def get_internal(self, scan_id: str) -> Doc | None:
+        """The whole document, internal fields included: for the loops."""
+        return await self.collection.find_one({"scan_id": scan_id}, NO_ID)
+
+    async def update(self, scan_id: str, changes: Doc, now: float, where: Doc | None = None) -> Doc | None:
+        """`$set` the changes if the manifest matches `where`; the public manifest after, or None if it did not."""
+        doc = await self.collection.find_one_and_update(
+            {"scan_id": scan_id, **(where or {})},
+            {"$set": {**changes, "last_updated": now}},
+            projection=NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else public(doc)
+
+    async def next_checkpoint_seq(self, scan_id: str) -> int | None:
+        """A fresh sequence number for the scan's next checkpoint (atomic), or None for an unknown scan."""
+        doc = await self.collection.find_one_and_update(
+            {"scan_id": scan_id},
+            {"$inc": {"checkpoint_seq": 1}},
+            projection={"checkpoint_seq": True, "_id": False},
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else int(doc["checkpoint_seq"])
+
+    # -- the starter's backlog -----------------------------------------------------------------
+
+    async def claim_next(self, holder: str, now: float, lease: float) -> Doc | None:
+        """Take the next backlog scan (highest priority, then oldest) for `lease` seconds; None if none is due.
+
+        One atomic `find_one_and_update`, so two replicas never hold the same scan; a claim whose
+        holder died expires with its lease.
+        """
+        return await self.collection.find_one_and_update(
+            {
+                "scan_state": str(ScanState.PENDING__PRESTARTUP),
+                "is_deleted": False,
+                "$and": [
+                    {"$or": [{"starter.claimed_by": NULL}, {"starter.claim_expires": {"$lt": now}}]},
+                    {"$or": [{"starter.next_attempt": NULL}, {"starter.next_attempt": {"$lte": now}}]},
+                ],
+            },
+            {"$set": {"starter.claimed_by": holder, "starter.claim_expires": now + lease}},
+            sort=BACKLOG_ORDER,
+            projection=NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def release(self, scan_id: str, holder: str, changes: Doc, now: float) -> Doc | None:
+        """Record what a claim achieved and let go of it (only while `holder` still holds it)."""
+        released = {"starter.claimed_by": None, "starter.claim_expires": None, **changes}
+        return await self.update(scan_id, released, now, where={"starter.claimed_by": holder})
+
+    async def backlog(self) -> list[Doc]:
+        """The scans waiting for a scanner, in the order the starter takes them."""
+        cursor = self.collection.find(
+            {"scan_state": str(ScanState.PENDING__PRESTARTUP), "is_deleted": False},
+            {"scan_id": True, "priority": True, "timestamp": True, "_id": False},
+        )
+        return await cursor.sort(BACKLOG_ORDER).to_list()
+
+    async def count_running(self) -> int:
+        """Scans with a scanner running (or starting): what SKYDRIVER_MAX_ACTIVE_SCANS limits."""
+        return await self.collection.count_documents(
+            {"scan_state": {"$in": [str(s) for s in RUNNING]}, "is_deleted": False}
+        )
+
+    # -- the watchdog's lists ------------------------------------------------------------------
+
+    async def running(self) -> list[Doc]:
+        """Scans whose scanner should be alive and reporting."""
+        cursor = self.collection.find({"scan_state": {"$in": [str(s) for s in RUNNING]}, "is_deleted": False}, NO_ID)
+        return await cursor.to_list()
+
+    async def cleanup_pending(self) -> list[Doc]:
+        """Scans that are over but may still have a live workflow or scanner."""
+        return await self.collection.find({"cleanup_pending": True}, NO_ID).to_list()
+
+    async def cleaned_up(self, scan_id: str) -> None:
+        await self.collection.update_one({"scan_id": scan_id}, {"$set": {"cleanup_pending": False}})
+
+    # -- users' searches -----------------------------------------------------------------------
+
+    async def find(self, query: Doc, include_deleted: bool, projection: Iterable[str] | None) -> list[Doc]:
+        """Manifests matching a vetted user filter (see `ewms_rest.search.check_filter`), oldest first, projected."""
+        check_filter(query, "filter")
+        clauses = [c for c in (query, _scope(include_deleted)) if c]
+        mongo_filter = {"$and": clauses} if clauses else {}
+        try:
+            docs = await self.collection.find(mongo_filter, NO_ID).sort("timestamp", ASCENDING).to_list()
+        except OperationFailure as exc:
+            raise QueryError("filter", f"the database refused it: {str(exc.details or exc)[:300]}") from None
+        return [project(public(d), projection) for d in docs]

@@ -1,0 +1,1 @@
+"""The OpenAPI document of skydriver (`openapi.json`), shipped as package data."""
