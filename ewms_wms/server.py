@@ -6,7 +6,6 @@ start it without the loops and drive `wms.provisioner.run_once()` / `wms.janitor
 themselves, with their own clock.
 """
 
-import asyncio
 import logging
 import time
 import urllib.parse
@@ -18,6 +17,7 @@ import tornado.web
 
 from ewms_rest.app import build_app
 from ewms_rest.logs import keep_secrets_out_of_logs
+from ewms_rest.service import HTTPService
 from ewms_rest.validation import RequestValidator, load_openapi
 
 from .broker import BrokerAdmin
@@ -64,9 +64,11 @@ class WMS:
         locks = WorkflowLocks()
         self.provisioner = Provisioner(self.db, self.admin, config, clock, locks)
         self.janitor = Janitor(self.db, self.admin, config, clock, locks)
-        self.port: int | None = None
-        self._http: tornado.httpserver.HTTPServer | None = None
-        self._loops: list[asyncio.Task[None]] = []
+        self.http = HTTPService()
+
+    @property
+    def port(self) -> int | None:
+        return self.http.port
 
     @property
     def url(self) -> str:
@@ -85,14 +87,9 @@ class WMS:
             broker=broker_settings(self.config),
             clock=self.clock,
         )
-        sockets = tornado.netutil.bind_sockets(self.config.port, self.config.host)
-        self._http = tornado.httpserver.HTTPServer(
-            build_wms_app(ctx), xheaders=True, max_body_size=self.config.max_body_bytes
-        )
-        self._http.add_sockets(sockets)
-        self.port = int(sockets[0].getsockname()[1])
+        self.http.listen(build_wms_app(ctx), self.config.host, self.config.port, self.config.max_body_bytes)
         if run_loops:
-            self._loops = [asyncio.create_task(self.provisioner.run()), asyncio.create_task(self.janitor.run())]
+            self.http.run_loops(self.provisioner.run(), self.janitor.run())
         self._log_start()
 
     def _log_start(self) -> None:
@@ -109,12 +106,7 @@ class WMS:
             )
 
     async def stop(self) -> None:
-        if self._http is not None:
-            self._http.stop()
-            await self._http.close_all_connections()
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.http.close()
         await self.provisioner.close()
         await self.admin.close()
         await self.db.close()

@@ -1,40 +1,23 @@
-"""`python -m skydriver` / `skydriver-server`: run the skydriver service until SIGTERM or SIGINT."""
+"""`python -m skydriver` / `skydriver-server`: run the skydriver service until SIGTERM or SIGINT.
 
-import asyncio
-import logging
-import signal
-import sys
+Exit code 2 for a configuration error (a missing WMS token file too: it is read at start, not later).
+Scanners it started keep running when it stops; a restarted skydriver finds them again.
+"""
 
-from ewms_rest import logs
+from ewms_rest.service import run_service
 
-from .config import Config, ConfigError
+from .config import Config
 from .server import SkyDriver
 
-LOGGER = logging.getLogger("skydriver")
 
-
-async def serve(config: Config) -> None:
-    """Start the service, wait for a stop signal, stop cleanly (scanners keep running)."""
-    skydriver = SkyDriver(config)
-    await skydriver.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    LOGGER.info("stopping")
-    await skydriver.stop()
+def load_config() -> Config:
+    config = Config.from_env()
+    config.wms_bearer_token()  # raises ConfigError for an unreadable token file
+    return config
 
 
 def main() -> None:
-    try:
-        config = Config.from_env()
-        config.wms_bearer_token()  # a missing token file is a configuration error, not a crash later
-    except ConfigError as exc:
-        print(f"skydriver-server: configuration error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    logs.setup(config.log_level, config.log_format)
-    asyncio.run(serve(config))
+    run_service("skydriver-server", load_config, SkyDriver, lambda config: (config.log_level, config.log_format))
 
 
 if __name__ == "__main__":

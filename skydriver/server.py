@@ -6,7 +6,6 @@ without the loops and drive `starter.run_once()` / `watchdog.run_once()` themsel
 own clock, and may hand in the launcher to use.
 """
 
-import asyncio
 import importlib.metadata
 import logging
 import platform
@@ -19,6 +18,7 @@ import tornado.web
 
 from ewms_rest.app import build_app
 from ewms_rest.logs import keep_secrets_out_of_logs
+from ewms_rest.service import HTTPService
 from ewms_rest.validation import RequestValidator, load_openapi
 
 from .config import Config, mask_url
@@ -76,9 +76,11 @@ class SkyDriver:
         self.scans = Scans(config, self.db, self.ewms, self.launcher, clock, versions())
         self.starter = Starter(self.scans)
         self.watchdog = Watchdog(self.scans)
-        self.port: int | None = None
-        self._http: tornado.httpserver.HTTPServer | None = None
-        self._loops: list[asyncio.Task[None]] = []
+        self.http = HTTPService()
+
+    @property
+    def port(self) -> int | None:
+        return self.http.port
 
     @property
     def url(self) -> str:
@@ -88,15 +90,12 @@ class SkyDriver:
         await self.db.ensure_indexes()
         openapi = load_openapi("skydriver")
         ctx = AppContext(self.config, self.db, self.scans, RequestValidator(openapi), openapi, self.scans.versions)
-        sockets = tornado.netutil.bind_sockets(self.config.port, self.config.host)
-        self._http = tornado.httpserver.HTTPServer(
-            build_skydriver_app(ctx), xheaders=True, max_body_size=self.config.max_body_bytes
+        port = self.http.listen(
+            build_skydriver_app(ctx), self.config.host, self.config.port, self.config.max_body_bytes
         )
-        self._http.add_sockets(sockets)
-        self.port = int(sockets[0].getsockname()[1])
-        self.scans.callback_url = self.config.callback_url(self.port)
+        self.scans.callback_url = self.config.callback_url(port)
         if run_loops:
-            self._loops = [asyncio.create_task(self.starter.run()), asyncio.create_task(self.watchdog.run())]
+            self.http.run_loops(self.starter.run(), self.watchdog.run())
         LOGGER.info(
             "skydriver listening on %s (database %s/%s, WMS %s, %s launcher; scanners call back at %s)",
             self.url, mask_url(self.config.mongodb_url), self.config.mongodb_database, self.config.wms_url,
@@ -105,12 +104,7 @@ class SkyDriver:
 
     async def stop(self) -> None:
         """Stop serving and the loops; scanners keep running (a restarted skydriver finds them again)."""
-        if self._http is not None:
-            self._http.stop()
-            await self._http.close_all_connections()
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.http.close()
         await self.launcher.aclose()
         await self.ewms.aclose()
         await self.db.close()
