@@ -300,9 +300,9 @@ def pod_env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
-def run_python(code: str, args: list[str], env: dict[str, str]) -> str:
-    """`python -c code args...` as `kubectl exec` would run it in the pod."""
-    done = subprocess.run(["python", "-c", code, *args], env=pod_env(env), capture_output=True, text=True, check=True)
+def run_in_pod(command: list[str], env: dict[str, str]) -> str:
+    """`command` as `kubectl exec` would run it in the pod."""
+    done = subprocess.run(command, env=pod_env(env), capture_output=True, text=True, check=True)
     return done.stdout.strip()
 
 
@@ -340,15 +340,16 @@ def test_minted_wms_token_is_valid_at_the_wms(render: Render, tmp_path: Path, co
 
 def test_notes_tell_how_to_mint_tokens_that_work(render: Render) -> None:
     rendered = render(EXTERNAL)
-    commands = re.findall(r"exec deploy/(\S+) -c (\S+) -- \\\n\s+python -c '([^']+)' (\S+) (\S+)", rendered.notes)
+    pattern = r"exec deploy/(\S+) -c (\S+) -- \\\n\s+(ewms-token --service \S+) (\S+) (\S+)"
+    commands = re.findall(pattern, rendered.notes)
     assert [(deploy, c, role) for deploy, c, _, _, role in commands] == [
         ("sd-skydriver-ewms-skydriver", "skydriver", "user"),
         ("sd-skydriver-ewms-wms", "wms", "tms"),
     ]
-    for _, component, code, subject, role in commands:
+    for _, component, command, subject, role in commands:
         env, _ = resolve_env(rendered, container(rendered, component))
         config = CONFIGS[CONTAINER_CONFIG[component]].from_env(env)
-        token_claims = claims(run_python(code, [subject, role], env), config)
+        token_claims = claims(run_in_pod([*command.split(), subject, role], env), config)
         assert (token_claims["sub"], token_claims[config.auth_role_claim]) == (subject, role)
 
 

@@ -155,16 +155,9 @@ app.kubernetes.io/part-of: skydriver-ewms
 {{/* Tokens --------------------------------------------------------------------------------------------- */}}
 
 {{/*
-Python that prints a token signed with a service's own secret and settings (its <PREFIX>_AUTH_* variables), so
-the token is valid at that service by construction. argv: subject role. Args: "WMS" or "SKYDRIVER"
-*/}}
-{{- define "skydriver-ewms.mintTokenCode" -}}
-import os, sys; from ewms_rest.tokens import mint_token; e = os.environ; print(mint_token(e["{{ . }}_AUTH_SECRET"], sys.argv[1], sys.argv[2], issuer=e["{{ . }}_AUTH_ISSUER"], algorithm=e["{{ . }}_AUTH_ALGORITHM"], role_claim=e["{{ . }}_AUTH_ROLE_CLAIM"]))
-{{- end }}
-
-{{/*
-An init container that mints a WMS token into the tokens volume (readable by the pod's user only), with the WMS's
-ConfigMap and secret: only when the WMS runs without an OpenID provider.
+An init container that mints a WMS token into the tokens volume (readable by the pod's user only) with `ewms-token`
+and the WMS's ConfigMap and secret, so the token is valid at the WMS by construction: only when the WMS runs
+without an OpenID provider.
 Args: (list $ image-values image-name subject role)
 */}}
 {{- define "skydriver-ewms.mintWmsTokenInitContainer" -}}
@@ -175,8 +168,7 @@ Args: (list $ image-values image-name subject role)
   command:
     - sh
     - -c
-    - umask 077 && python -c "$0" "$1" "$2" > {{ include "skydriver-ewms.tokenDir" $ctx }}/wms-token
-    - {{ include "skydriver-ewms.mintTokenCode" "WMS" | quote }}
+    - umask 077 && ewms-token --service WMS "$0" "$1" > {{ include "skydriver-ewms.tokenDir" $ctx }}/wms-token
     - {{ index . 3 | quote }}
     - {{ index . 4 | quote }}
   envFrom:
