@@ -20,15 +20,14 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..event.coords import angular_distance
 from ..event.model import Event
 from ..event.simulate import TrackSpec, random_track, simulate_track
 from ..recos import RECOS
 from ..recos.base import RecoOption
 from ..recos.messages import PixelResult
 from .executor import DEFAULT_MAX_ATTEMPTS, ScanConfig, TaskFailed, run_scan
-from .plots import plot_full_sky, plot_zoom
-from .result import MultiResolutionMap, skymap
+from .plots import plot_event
+from .result import MultiResolutionMap, skymap, truth_comparison
 from .scan import Progress
 
 DEFAULT_NSIDES = "8:0,64:12,512:24"
@@ -49,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         config.max_attempts = args.max_attempts
         previous = _read_results(output / PIXELS_FILE)
     else:
-        event = _load_or_simulate(args)
+        event = load_or_simulate(args)
         config = ScanConfig(
             reco_algo=args.reco,
-            nsides=_parse_nsides(args.nsides),
+            nsides=nsides_argument(args.nsides),
             reco_options=dict(args.reco_option),
             predictive_scanning_threshold=args.predictive_scanning_threshold,
             workers=args.workers,
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = None if args.quiet else ProgressBar(sys.stderr)
     sky, summary = _scan_and_write(event, config, output, previous, progress)
     if not args.no_plots:
-        _plot(event, sky, output)
+        plot_event(sky, event, output / "skymap_full.png", output / "skymap_zoom.png")
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -106,23 +105,13 @@ def _scan_and_write(
         reco_seconds_per_pixel=sum(r.reco_seconds for r in scan.results) / n_pixels,
         new_tasks=len(scan.results) - len(previous),
     )
-    if event.truth is not None:
-        best = summary["best_fit"]
-        error = angular_distance(best["ra"], best["dec"], event.truth.ra, event.truth.dec)
-        summary["truth"] = {"ra_deg": math.degrees(event.truth.ra), "dec_deg": math.degrees(event.truth.dec)}
-        summary["angular_error_deg"] = math.degrees(float(error))
+    summary.update(truth_comparison(event, summary["best_fit"]["ra"], summary["best_fit"]["dec"]))
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     return sky, summary
 
 
-def _plot(event: Event, sky: MultiResolutionMap, output: Path) -> None:
-    truth = (event.truth.ra, event.truth.dec) if event.truth else None
-    title = f"run {event.run_id} event {event.event_id} ({event.event_type})"
-    plot_full_sky(sky, output / "skymap_full.png", title, truth)
-    plot_zoom(sky, output / "skymap_zoom.png", title, truth)
-
-
-def _load_or_simulate(args: argparse.Namespace) -> Event:
+def load_or_simulate(args: argparse.Namespace) -> Event:
+    """The event of `--event FILE`, or the track `--simulate SEED` (with the simulation options) draws."""
     if args.event:
         return Event.from_json(Path(args.event).read_text())
     spec = random_track(args.simulate)
@@ -148,7 +137,7 @@ def _read_results(path: Path) -> list[PixelResult]:
     return results
 
 
-def _parse_nsides(text: str) -> dict[int | str, int]:
+def nsides_argument(text: str) -> dict[int | str, int]:
     """'8:0,64:12,512:24' → {8: 0, 64: 12, 512: 24}."""
     try:
         pairs = (item.split(":") for item in text.split(","))

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..event.model import Event
 from .result import CONTOUR_LEVELS, MultiResolutionMap, wilks_delta_llh
 
 FULL_SKY_GRID = (720, 360)
@@ -25,6 +26,13 @@ ZOOM_GRID = 400
 MIN_ZOOM_RADIUS_DEG = 1.0
 COLOUR_CAP = 50.0  # 2Δllh above this is drawn in one colour: the far sky is uninteresting
 CONTOUR_COLOURS = ("black", "red")  # 50%, 90%, as icecube-skyreader draws them
+
+
+def plot_event(sky: MultiResolutionMap, event: Event, full: Path, zoom: Path) -> list[Path]:
+    """The whole sky and the contours, titled by the event, its true direction marked when simulated."""
+    truth = (event.truth.ra, event.truth.dec) if event.truth else None
+    title = f"run {event.run_id} event {event.event_id} ({event.event_type})"
+    return [plot_full_sky(sky, full, title, truth), plot_zoom(sky, zoom, title, truth)]
 
 
 def _levels() -> list[float]:

@@ -23,6 +23,7 @@ from typing import Any
 import healpy  # type: ignore[import-untyped]
 import numpy as np
 
+from ..event.coords import angular_distance
 from ..event.model import Event
 from ..recos.messages import PixelResult
 from .pixels import children
@@ -58,6 +59,36 @@ def skymap(fits: PixelFits, event: Event) -> dict[str, Any]:
         }
         for nside, pixels in sorted(fits.items())
         if pixels
+    }
+
+
+def fits_from_skymap(document: Mapping[str, Any]) -> dict[int, dict[int, PixelResult]]:
+    """The per-pixel fits of a skyreader document (the inverse of `skymap`), e.g. one fetched from skydriver.
+
+    A skymap keeps each pixel's best seed only, without timing: those fields read 0 here.
+    """
+    fits: dict[int, dict[int, PixelResult]] = {}
+    for level in document.values():
+        nside = int(level["metadata"]["nside"])
+        column = {name: level["columns"].index(name) for name in COLUMNS}
+        rows = ({name: row[at] for name, at in column.items()} for row in level["data"])
+        fits[nside] = {int(r["index"]): _fit(nside, r) for r in rows}
+    return fits
+
+
+def _fit(nside: int, row: dict[str, Any]) -> PixelResult:
+    values = {name: float(row[name]) for name in COLUMNS if name != "index"}
+    return PixelResult(event_ref="", nside=nside, pixel=int(row["index"]), seed=0, **values, reco_seconds=0.0)
+
+
+def truth_comparison(event: Event, best_ra: float, best_dec: float) -> dict[str, Any]:
+    """For a simulated event, its true direction and the best fit's distance from it; `{}` for a real one."""
+    if event.truth is None:
+        return {}
+    error = angular_distance(best_ra, best_dec, event.truth.ra, event.truth.dec)
+    return {
+        "truth": {"ra_deg": math.degrees(event.truth.ra), "dec_deg": math.degrees(event.truth.dec)},
+        "angular_error_deg": math.degrees(float(error)),
     }
 
 
