@@ -32,10 +32,11 @@ from .env import (
     setting,
     url,
 )
-from .sizes import parse_size
+from .sizes import MAX_SIZE, parse_size, size_problem
 
 __all__ = [
     "FALSE_WORDS",
+    "MAX_SIZE",
     "TRUE_WORDS",
     "ConfigError",
     "Parser",
@@ -56,5 +57,6 @@ __all__ = [
     "positive",
     "read_env",
     "setting",
+    "size_problem",
     "url",
 ]

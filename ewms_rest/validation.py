@@ -115,12 +115,13 @@ class RequestValidator:
         op = self.operation(route, method)
         if op.body is None:
             return {}
-        if not raw.strip():
+        if not raw:  # no body at all; whitespace is not one (it is not JSON either)
             if op.body_required:
                 raise InvalidRequest([FieldError("(body)", "a JSON object is required")])
             return {}
         body = decode_json(raw)
         check(op.body, body, prefix="")
+        check_storable(body, raw)
         return body
 
     def query(self, route: str, method: str, arguments: dict[str, list[bytes]]) -> dict[str, Any]:
@@ -167,6 +168,38 @@ def decode_json(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _body_error(f"must be a JSON object, not {_json_type(body)}")
     return body
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")  # the shortest integer beyond 64 bits has 19 digits
+
+
+def check_storable(body: Any, raw: bytes) -> None:
+    """`InvalidRequest` for what MongoDB cannot store or search, naming where: integers beyond 64 bits and field
+    names holding a NUL. Bodies are stored and searched there; a schema cannot say either."""
+    if b"\\u0000" in raw or _LONG_NUMBER.search(raw):  # a NUL can only come escaped: most bodies skip the walk
+        try:
+            problem = _unstorable(body, "")
+        except RecursionError:
+            raise _body_error("is nested too deeply") from None
+        if problem is not None:
+            raise InvalidRequest([problem])
+
+
+def _unstorable(value: Any, where: str) -> FieldError | None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if "\x00" in key:
+                return FieldError(where or "(body)", "a field name contains a NUL character (\\u0000)")
+            if (found := _unstorable(inner, field_path(where, [_short(key)]))) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            if (found := _unstorable(inner, field_path(where, [i]))) is not None:
+                return found
+    elif isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        return FieldError(where or "(body)", "is an integer beyond 64 bits (what the database stores)")
+    return None
 
 
 def _reject_constant(name: str) -> Any:

@@ -10,7 +10,7 @@ import secrets
 import uuid
 from typing import Any
 
-from ewms_config import parse_size
+from ewms_config import parse_size, size_problem
 
 from .phases import Phase
 
@@ -25,6 +25,10 @@ DEFAULT_WORKER_CONFIG: dict[str, Any] = {
     "do_transfer_worker_stdouterr": False,
 }
 _SLUG_MAX = 48
+# one request may not make the WMS declare thousands of quorum queues or write thousands of taskforces (64 tasks
+# x 64 locations, 64 x 128 aliases pass the schema): the broker and the database are shared by every workflow
+MAX_WORKFLOW_QUEUES = 64
+MAX_WORKFLOW_TASKFORCES = 256
 
 
 def new_id() -> str:
@@ -89,10 +93,21 @@ def workflow_request_problems(body: dict[str, Any]) -> list[tuple[str, str]]:
     for t, task in enumerate(body["tasks"]):
         if "environment" in task and "task_env" in task:
             problems.append((f"tasks[{t}]", "give either 'environment' or 'task_env', not both"))
+        for size in ("worker_disk", "worker_memory"):
+            value = (task.get("worker_config") or {}).get(size)
+            if value is not None and (problem := size_problem(value)):
+                problems.append((f"tasks[{t}].worker_config.{size}", problem))
         inputs = set(task["input_queue_aliases"])
         for i, alias in enumerate(task["output_queue_aliases"]):
             if alias in inputs:
                 problems.append((f"tasks[{t}].output_queue_aliases[{i}]", "is also an input alias of this task"))
+    if len(used) > MAX_WORKFLOW_QUEUES:
+        problems.append(("tasks", f"name {len(used)} queues; a workflow may have at most {MAX_WORKFLOW_QUEUES}"))
+    n_taskforces = sum(len(task["cluster_locations"]) for task in body["tasks"])
+    if n_taskforces > MAX_WORKFLOW_TASKFORCES:
+        problems.append(
+            ("tasks", f"make {n_taskforces} taskforces (a task per location); at most {MAX_WORKFLOW_TASKFORCES}")
+        )
     return problems
 
 

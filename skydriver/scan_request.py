@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ewms_config import parse_size
+from ewms_config import parse_size, size_problem
 from ewms_rest.validation import FieldError, InvalidRequest
 
 from .event import Event, EventFormatError
@@ -73,7 +73,10 @@ def normalise(body: Mapping[str, Any], default_clusters: Mapping[str, int]) -> S
     fields["request_clusters"] = _clusters(fields.get("request_clusters") or default_clusters)
     for name in SIZES:
         if name in fields:
-            fields[name] = parse_size(fields[name])
+            if problem := size_problem(fields[name]):
+                errors.append(FieldError(name if name in body else ALIASES[name], problem))
+            else:
+                fields[name] = parse_size(fields[name])
     for name, default in DEFAULTS.items():
         if fields.get(name) is None:
             fields[name] = default
@@ -127,10 +130,10 @@ def _nsides(value: Mapping[str, int], errors: list[FieldError]) -> dict[str, int
 
 def _clusters(value: Mapping[str, int] | list[list[Any]]) -> dict[str, int]:
     """`{location: n_workers}`; upstream's list of pairs may name a location twice: the workers add up."""
-    pairs = value.items() if isinstance(value, Mapping) else [(str(p[0]), int(p[1])) for p in value]
+    pairs = value.items() if isinstance(value, Mapping) else [(str(p[0]), p[1]) for p in value]
     clusters: dict[str, int] = {}
-    for location, n_workers in pairs:
-        clusters[location] = clusters.get(location, 0) + n_workers
+    for location, n_workers in pairs:  # int(): JSON Schema's integer lets 3.0 through
+        clusters[location] = clusters.get(location, 0) + int(n_workers)
     return clusters
 
 

@@ -19,7 +19,8 @@ class MQProfiles:
         self.collection = collection
 
     async def insert_many(self, docs: list[Doc]) -> None:
-        await self.collection.insert_many([dict(d) for d in docs])
+        if docs:  # a workflow may have no queues (pymongo refuses an empty insert_many)
+            await self.collection.insert_many([dict(d) for d in docs])
 
     async def get(self, mqid: str) -> Doc | None:
         doc = await self.collection.find_one({"mqid": mqid}, NO_ID)
