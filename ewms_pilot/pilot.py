@@ -258,9 +258,13 @@ class Pilot:
     # -- one event ---------------------------------------------------------------------
 
     def _start_event(self, msg: Message) -> None:
-        self.stats.record_received(bool(msg.redelivered or msg.delivery_count))
+        redelivered = bool(msg.redelivered or msg.delivery_count)
+        self.stats.record_received(redelivered)
         # one id for the event's files and every log line, also when the publisher set no message_id
-        task = asyncio.create_task(self._handle(msg, safe_event_id(msg.message_id)))
+        event_id = safe_event_id(msg.message_id)
+        # what a pilot was working on when it died, and when a dead pilot's events came back (bench/pilot_recovery.py)
+        LOGGER.debug("event %s received%s", event_id, " (redelivered)" if redelivered else "")
+        task = asyncio.create_task(self._handle(msg, event_id))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
@@ -278,10 +282,11 @@ class Pilot:
             raise
         except TaskError as exc:
             await self._nack(msg, exc.reason, event_id)
-            self._on_failure(event_id, exc)
+            self._on_failure(event_id, exc, first_delivery=not msg.delivery_count)
         except Exception as exc:  # a bug must fail the event visibly, not kill the loop
             await self._nack(msg, repr(exc), event_id)
-            self._on_failure(event_id, TaskError(f"pilot error: {exc!r}", stderr_tail=traceback.format_exc()))
+            error = TaskError(f"pilot error: {exc!r}", stderr_tail=traceback.format_exc())
+            self._on_failure(event_id, error, first_delivery=not msg.delivery_count)
         else:
             await self._ack(msg)
             self._on_success(event_id, runtime, output.present)
@@ -303,9 +308,19 @@ class Pilot:
             self._schedule_max_runtime()
         self._chirp_counts()
 
-    def _on_failure(self, event_id: str, error: TaskError) -> None:
+    def _on_failure(self, event_id: str, error: TaskError, *, first_delivery: bool = True) -> None:
+        """Record a failed event; stop taking events when a rule says so.
+
+        Only events on their first delivery count towards `MAX_CONSECUTIVE_FAILURES`: an event the
+        broker delivers again has failed (or been interrupted) elsewhere before, so its failing here
+        says more about the event than about this host. Such events are what a workload's poison
+        tasks look like at the end of a run, when they are all that is left in the queue and go
+        round the pilots until the delivery limit dead-letters them; counting them would retire
+        every healthy pilot, and leave the rest of the queue to nobody.
+        """
         self.stats.record_failure(Failure.from_error(event_id, error))
-        self._consecutive_failures += 1
+        if first_delivery:
+            self._consecutive_failures += 1
         LOGGER.error(
             "task failed for event %s (%s, exit code %s): %s\n%s",
             event_id,
@@ -323,7 +338,9 @@ class Pilot:
                 self.request_stop(StopReason.TASK_ERROR)
         limit = self._config.max_consecutive_failures
         if limit and self._consecutive_failures >= limit:
-            LOGGER.error("%d consecutive task failures: this host looks broken", self._consecutive_failures)
+            LOGGER.error(
+                "%d events in a row failed on their first delivery: this host looks broken", self._consecutive_failures
+            )
             self.request_stop(StopReason.CONSECUTIVE_FAILURES)
 
     def _chirp_counts(self) -> None:

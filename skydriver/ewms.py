@@ -45,6 +45,7 @@ HOST_IMAGE = "host"  # the TMS's TMS_HOST_COMMAND_IMAGE: no container, the pilot
 RECO_MODULE = "skydriver.recos.client"
 RECO_CALLABLE = f"{RECO_MODULE}:run"
 PILOT_IDLE_FLOOR = 300  # seconds a pilot waits for a task before it leaves (upstream SkyDriver's value)
+PILOT_MAX_CONSECUTIVE_FAILURES = 10  # pixels in a row failing on their first delivery: a broken host (see pilot_env)
 ENDED_PHASES = frozenset({"condor-complete", "failed"})
 Doc = dict[str, Any]
 
@@ -135,7 +136,11 @@ class WorkflowSpec:
         `max_pixel_reco_time`, twice with one redelivery) before it publishes the next stage, so the
         idle limits are at least that. A failed pixel must not end its pilot (the broker's delivery
         limit dead-letters a pixel that keeps failing; the pilot's consecutive-failure limit still
-        retires a broken host).
+        retires a broken host). That limit counts pixels failing on their first delivery: a scan
+        hands each pilot hundreds of them, and a reconstruction that fails one pixel in five at
+        random (`crash_dummy` at 0.2) would end a run of 5 in about one pilot in ten, a run of
+        `PILOT_MAX_CONSECUTIVE_FAILURES` practically never; a broken host fails every pixel and
+        still leaves after that many.
         """
         idle = max(PILOT_IDLE_FLOOR, 2 * self.max_pixel_reco_time)
         return {
@@ -143,6 +148,7 @@ class WorkflowSpec:
             "EWMS_PILOT_TIMEOUT_QUEUE_INCOMING": idle,
             "EWMS_PILOT_TIMEOUT_QUEUE_WAIT_FOR_FIRST_MESSAGE": idle,
             "EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR": False,
+            "EWMS_PILOT_MAX_CONSECUTIVE_FAILURES": PILOT_MAX_CONSECUTIVE_FAILURES,
             "EWMS_PILOT_INFILE_EXT": ".json",
             "EWMS_PILOT_OUTFILE_EXT": ".json",
             **reco.pilot_env(),

@@ -7,6 +7,8 @@ revealed), then the scan itself (404, also for a deleted scan unless `include_de
 
 from typing import Any, ClassVar
 
+import tornado.escape
+
 from ewms_rest.client import ServiceUnavailable
 from ewms_rest.errors import ApiError
 from ewms_rest.handler import BaseHandler, NotFoundHandler
@@ -47,9 +49,20 @@ class SkyDriverHandler(BaseHandler):
             raise ApiError(404, f"no scan {scan_id}{hint}")
         return manifest
 
-    async def result_of(self, scan_id: str) -> Doc:
-        """The scan's result, or `{}` while there is none (upstream's answer)."""
-        return await self.ctx.db.results.get(scan_id) or {}
+    async def result_json(self, scan_id: str) -> str:
+        """The scan's result as JSON text (stored so: see `database.results`), or `{}` while there is none."""
+        return await self.ctx.db.results.get_json(scan_id) or "{}"
+
+    async def send_scan(self, manifest: Doc) -> None:
+        """`{manifest, result}`, the result's JSON spliced in as stored rather than decoded and encoded again."""
+        manifest_json = tornado.escape.json_encode(manifest)
+        self.send_json_text(f'{{"manifest": {manifest_json}, "result": {await self.result_json(manifest["scan_id"])}}}')
+
+    def send_json_text(self, text: str, status: int = 200) -> None:
+        """An answer that is JSON text already (what `send` writes for a dict, without encoding it)."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.write(text)
 
     def now(self) -> float:
         return self.ctx.scans.clock()

@@ -18,7 +18,7 @@ class ScanResultHandler(SkyDriverHandler):
     @require_roles(*READ_ROUTES)
     async def get(self, scan_id: str) -> None:
         await self.manifest_for(scan_id, include_deleted=self.include_deleted())
-        self.send(await self.result_of(scan_id))
+        self.send_json_text(await self.result_json(scan_id))
 
     @require_roles(*SYSTEM_ROUTES)
     async def put(self, scan_id: str) -> None:

@@ -30,8 +30,7 @@ class ScanHandler(SkyDriverHandler):
 
     @require_roles(*READ_ROUTES)
     async def get(self, scan_id: str) -> None:
-        manifest = await self.manifest_for(scan_id, include_deleted=self.include_deleted())
-        self.send({"manifest": manifest, "result": await self.result_of(scan_id)})
+        await self.send_scan(await self.manifest_for(scan_id, include_deleted=self.include_deleted()))
 
     @require_roles(*USER_ROUTES)
     async def delete(self, scan_id: str) -> None:
@@ -40,8 +39,7 @@ class ScanHandler(SkyDriverHandler):
         body = self.body()
         if manifest["complete"] and not body.get("delete_completed_scan"):
             raise self.bad_field("delete_completed_scan", "the scan is complete: set it to true to delete it")
-        manifest = await self.ctx.scans.stop(manifest, f"deleted by {self.subject}", delete=True)
-        self.send({"manifest": manifest, "result": await self.result_of(scan_id)})
+        await self.send_scan(await self.ctx.scans.stop(manifest, f"deleted by {self.subject}", delete=True))
 
 
 class ScanRequestHandler(SkyDriverHandler):

@@ -12,6 +12,7 @@ import functools
 import random
 from collections.abc import Mapping
 
+import healpy  # type: ignore[import-untyped]
 import numpy as np
 
 from ..event.coords import angular_distance, local_to_sky
@@ -20,6 +21,7 @@ from .base import Reco, RecoOption, RecoOutput
 
 DUMMY_KAPPA = 400.0  # sigma ≈ 1/√κ ≈ 2.9°
 DEFAULT_FAILURE_RATE = 0.1
+ALWAYS_FAIL_NSIDE = 8
 
 
 class RecoCrash(RuntimeError):
@@ -66,7 +68,10 @@ class Dummy(Reco):
 class CrashDummy(Dummy):
     """`dummy` that raises `RecoCrash` with probability `failure_rate` per fit (option, default 0.1).
 
-    Option `random_seed` makes the sequence of failures reproducible within one process.
+    Option `random_seed` makes the sequence of failures reproducible within one process. Option
+    `always_fail_every` (an integer n ≥ 1) makes a known set of directions fail at every attempt, in
+    whichever process: those inside the nside-8 (`ALWAYS_FAIL_NSIDE`) RING pixels whose index is a
+    multiple of n, at any nside. A test can name in advance the tasks that must be dead-lettered.
     """
 
     name = "crash_dummy"
@@ -78,8 +83,21 @@ class CrashDummy(Dummy):
             raise ValueError(f"crash_dummy: failure_rate {self.failure_rate} is not in [0, 1]")
         seed = self.options.get("random_seed")
         self._random = random.Random(None if seed is None else str(seed))
+        every = self.options.get("always_fail_every")
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"crash_dummy: always_fail_every {every!r} is not an integer of at least 1")
+        self.always_fail_every = every
+
+    def always_fails(self, ra: float, dec: float) -> bool:
+        """Whether a fit at (ra, dec) is one of the tasks `always_fail_every` names."""
+        if self.always_fail_every is None:
+            return False
+        pixel = int(healpy.ang2pix(ALWAYS_FAIL_NSIDE, np.pi / 2 - dec, ra))
+        return pixel % self.always_fail_every == 0
 
     def fit(self, ra: float, dec: float, seed: int) -> RecoOutput:
+        if self.always_fails(ra, dec):
+            raise RecoCrash(f"crash_dummy failed on purpose (always_fail_every {self.always_fail_every})")
         if self._random.random() < self.failure_rate:
             raise RecoCrash(f"crash_dummy failed on purpose (rate {self.failure_rate})")
         return super().fit(ra, dec, seed)

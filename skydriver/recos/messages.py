@@ -8,7 +8,7 @@ it: the event is shipped once per pilot, the tasks by the thousand.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .base import RecoOption, RecoOutput
@@ -34,8 +34,12 @@ class PixelTask:
         return self.nside, self.pixel, self.seed
 
     def to_dict(self) -> dict[str, Any]:
-        doc = asdict(self)
-        if not self.reco_options:
+        # the fields' own dict (every field is a scalar but the options): thousands of these per scan,
+        # and `dataclasses.asdict` deep-copies field by field
+        doc = dict(self.__dict__)
+        if self.reco_options:
+            doc["reco_options"] = dict(self.reco_options)
+        else:
             del doc["reco_options"]
         return doc
 
@@ -81,10 +85,10 @@ class PixelResult:
 
     @classmethod
     def of(cls, task: PixelTask, output: RecoOutput, reco_seconds: float) -> PixelResult:
-        return cls(task.event_ref, task.nside, task.pixel, task.seed, **asdict(output), reco_seconds=reco_seconds)
+        return cls(task.event_ref, task.nside, task.pixel, task.seed, **vars(output), reco_seconds=reco_seconds)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)  # every field is a scalar: no need for `dataclasses.asdict`'s deep copy
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))

@@ -134,6 +134,7 @@ class SkyScan:
         self._expected = expected_pixels(pairs)
         self._results: dict[tuple[int, int, int], PixelResult] = {}
         self._dead: set[tuple[int, int, int]] = set()
+        self._unrequested_settled = False  # a seed of a pixel not requested was settled: see next_tasks
         self._wanted_cache: dict[int, tuple[tuple[int, ...], set[int] | None]] = {}
         self._clock = clock
         self._started = clock()
@@ -279,6 +280,8 @@ class SkyScan:
         level = self._by_nside[nside]
         if new:
             level.seeds_done[pixel] = level.seeds_done.get(pixel, 0) + 1
+            if pixel not in level.requested:
+                self._unrequested_settled = True
         if level.seeds_done[pixel] < self.n_seeds:
             return
         before = (level.best.get(pixel), pixel in level.failed)
@@ -332,7 +335,14 @@ class SkyScan:
         return min(finished, key=lambda r: (r.llh, r.nside, r.pixel)) if finished else None
 
     def _unfinished_tasks_after_restart(self) -> list[PixelTask]:
-        """Seeds missing for pixels that came back only partly (results known, but not handed out by this object)."""
+        """Seeds missing for pixels that came back only partly (results known, but not handed out by this object).
+
+        Such pixels only arise when a seed of a pixel not requested is settled (restored results, a
+        predecessor's late answer); `next_tasks` runs once per result, so without one it looks no further.
+        """
+        if not self._unrequested_settled:
+            return []
+        self._unrequested_settled = False
         tasks: list[PixelTask] = []
         for level in self._levels:
             for pixel, seeds_done in level.seeds_done.items():

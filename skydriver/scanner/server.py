@@ -153,7 +153,7 @@ def json_safe(result: PixelResult) -> PixelResult:
     """
     fixes: dict[str, Any] = {
         name: FAILED_FIT_LLH if name == "llh" else 0.0
-        for name, value in dataclasses.asdict(result).items()
+        for name, value in vars(result).items()  # its fields (scalars); one result per pixel task: keep it cheap
         if isinstance(value, float) and not math.isfinite(value)
     }
     return dataclasses.replace(result, **fixes) if fixes else result
@@ -313,10 +313,16 @@ class Scanner:
         """The result to record, or None for a duplicate or something that is not a result of this scan."""
         try:
             result = json_safe(PixelResult.from_dict(json_object(message.data)))
-            return result if self.scan.add_result(result) else None
+            if not self.scan.add_result(result):
+                return None
         except (ewms_mq.MQError, KeyError, TypeError, ValueError) as exc:  # ScanError is a ValueError
             LOGGER.warning("message %s on the result queue dropped: %r", message.message_id, exc)
             return None
+        # the publisher may send the next level's tasks now, not only once this batch is recorded: at
+        # a level's end the pilots would otherwise sit idle for up to BATCH_SECONDS. Safe: a successor
+        # restored from fewer recorded results (the rest come back unacked) asks for the same tasks.
+        self._more_work.set()
+        return result
 
     def take_dead_task(self, message: Delivery) -> PixelTask | None:
         """The task given up, or None if it was settled already or is not a task of this scan."""

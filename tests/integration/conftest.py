@@ -3,6 +3,8 @@
 - ``wms_factory`` (function): ``await wms_factory(run_loops=False, clock=None, **config_overrides)`` starts a
   WMS with its own database, on port 0; returns a :class:`WMSUnderTest`. Everything it made on the broker
   (queues, DLQs, policies, per-workflow users) is removed after the test, and its database dropped.
+  ``await wms.stop()`` / ``await wms.start()`` take it down and bring a new one up on the same port and database
+  (give a fixed ``port`` for that: a port 0 WMS may find its port taken by then).
 - ``wms`` (function): one such WMS with the loops off (tests drive ``provisioner``/``janitor`` themselves).
 - :class:`tests.rest_client.Client` calls the WMS like any HTTP client and checks every answer against the
   WMS's OpenAPI document.
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import urllib.parse
 import uuid
@@ -79,12 +82,29 @@ class FakeClock:
 
 
 class WMSUnderTest:
-    """A running WMS plus clients for each role."""
+    """A running WMS plus clients for each role; it can be stopped and started again (a WMS outage)."""
 
-    def __init__(self, wms: WMS, doc: dict[str, Any]) -> None:
+    def __init__(self, wms: WMS, doc: dict[str, Any], *, run_loops: bool = False) -> None:
         self.wms = wms
         self.doc = doc
         self.spec = openapi_core.OpenAPI.from_dict(doc)
+        self.run_loops = run_loops
+        self.running = True
+
+    async def stop(self) -> None:
+        """Take the WMS down: its port refuses connections, its loops stop (its database keeps everything)."""
+        if self.running:
+            self.running = False
+            await self.wms.stop()
+
+    async def start(self, *, run_loops: bool | None = None) -> None:
+        """Bring a stopped WMS back: a new one with the same configuration, port and database."""
+        if self.running:
+            return
+        config = dataclasses.replace(self.wms.config, port=self.wms.port or self.wms.config.port)
+        self.wms = WMS(config, clock=self.wms.clock)
+        await self.wms.start(run_loops=self.run_loops if run_loops is None else run_loops)
+        self.running = True
 
     @property
     def url(self) -> str:
@@ -137,7 +157,7 @@ async def wms_factory(
     mongo_url: str, amqp_url: str, management_url: str, management_api: ManagementAPI
 ) -> AsyncIterator[Callable[..., Awaitable[WMSUnderTest]]]:
     """Start WMSs (see the module docstring); all are stopped and cleaned up after the test."""
-    made: list[WMS] = []
+    made: list[WMSUnderTest] = []
     doc = load_openapi("ewms_wms")
 
     async def make(
@@ -156,11 +176,13 @@ async def wms_factory(
         }
         wms = WMS(Config(**settings), clock=clock or time.time)
         await wms.start(run_loops=run_loops)
-        made.append(wms)
-        return WMSUnderTest(wms, doc)
+        made.append(under_test := WMSUnderTest(wms, doc, run_loops=run_loops))
+        return under_test
 
     yield make
-    for wms in made:
+    for under_test in made:
+        await under_test.start(run_loops=False)  # one a test left stopped: its database and broker admin again
+        wms = under_test.wms
         await _remove_broker_leftovers(wms, management_api)
         database = wms.config.mongodb_database
         await wms.stop()

@@ -265,6 +265,34 @@ async def test_poison_event_goes_to_the_dlq_while_others_complete(
     assert result.returncode == 1  # failures make a non-zero exit, as upstream
 
 
+async def test_a_poison_event_going_round_does_not_retire_a_healthy_pilot(
+    broker: ewms_mq.RabbitMQBroker, queues: tuple[str, str], env_for: Any, pilots: Any, management_url: str
+) -> None:
+    """MAX_CONSECUTIVE_FAILURES counts events failing on their first delivery: the poison event's
+    redeliveries (all that is left once the rest is done) say nothing about the host."""
+    qin, qout = queues
+    await ewms_mq.apply_dlq_policy(ewms_mq.ManagementAPI.for_broker(broker.address, management_url), qin)
+    await broker.publish_many(qin, ["one", "poison", "two"])
+    task = "sh -c 'grep -q poison {{INFILE}} && exit 3; tr a-z A-Z < {{INFILE}} > {{OUTFILE}}'"
+    env = env_for(TASK_ARGS=task, STOP_LISTENING_ON_TASK_ERROR="false", MAX_CONSECUTIVE_FAILURES="2")
+    result = await (await pilots(env)).finish()
+    assert sorted(await drain(broker, qout)) == ["ONE", "TWO"]
+    assert await drain(broker, ewms_mq.dlq_name(qin)) == ["poison"]
+    assert result.summary["events_failed"] == 3 and result.summary["stop_reason"] == "queue-idle"
+
+
+async def test_fresh_events_failing_in_a_row_retire_the_pilot(
+    broker: ewms_mq.RabbitMQBroker, queues: tuple[str, str], env_for: Any, pilots: Any
+) -> None:
+    qin, _ = queues
+    await broker.publish_many(qin, ["a", "b", "c", "d"])
+    env = env_for(TASK_ARGS="sh -c 'exit 3'", STOP_LISTENING_ON_TASK_ERROR="false", MAX_CONSECUTIVE_FAILURES="2")
+    result = await (await pilots(env)).finish()
+    assert result.summary["stop_reason"] == "consecutive-failures"
+    assert result.summary["events_failed"] == 2 and result.returncode == 1
+    assert (await broker.queue_depth(qin)).messages == 4  # nacked back for other pilots
+
+
 # -- stop rules ---------------------------------------------------------------------------------
 
 

@@ -95,6 +95,7 @@ async def test_a_scan_becomes_one_workflow_with_activated_public_queues(
     assert pilot_env["EWMS_PILOT_TASK_TIMEOUT"] == 900
     assert pilot_env["EWMS_PILOT_TIMEOUT_QUEUE_INCOMING"] >= 900
     assert pilot_env["EWMS_PILOT_STOP_LISTENING_ON_TASK_ERROR"] is False
+    assert pilot_env["EWMS_PILOT_MAX_CONSECUTIVE_FAILURES"] == 10  # a broken host, not a few unlucky pixels
 
 
 async def test_locations_asking_for_different_counts_get_their_own_taskforces(

@@ -88,6 +88,23 @@ def test_crash_dummy_fails_at_its_rate(event) -> None:  # type: ignore[no-untype
         CrashDummy(event, {"failure_rate": 2})
 
 
+def test_crash_dummy_always_fails_a_known_set_of_directions(event) -> None:  # type: ignore[no-untyped-def]
+    reco = CrashDummy(event, {"failure_rate": 0.0, "always_fail_every": 97})
+    for nside, pixel in [(8, 0), (8, 97), (8, 679), (32, 16 * 97 + 5)]:  # nside-8 pixels 0, 97, 679 and a child
+        ra, dec = pixel_direction(nside, pixel)
+        ring8 = healpy.ang2pix(8, math.pi / 2 - dec, ra)
+        for _ in range(3):  # every attempt
+            if ring8 % 97 == 0:
+                with pytest.raises(RecoCrash, match="always_fail_every"):
+                    reco.fit(ra, dec, 0)
+            else:
+                assert reco.fit(ra, dec, 0)
+    assert reco.fit(*pixel_direction(8, 1), 0)
+    for bad in (0, -3, 1.5, True, "7"):
+        with pytest.raises(ValueError, match="always_fail_every"):
+            CrashDummy(event, {"always_fail_every": bad})
+
+
 def test_pandel_track_fits_the_simulated_track(event) -> None:  # type: ignore[no-untyped-def]
     reco = PandelTrack(event)
     truth = [reco.fit(SPEC.ra, SPEC.dec, seed) for seed in range(reco.n_seeds)]

@@ -7,6 +7,8 @@
   the real local launcher under the test's tmp dir unless ``launcher`` is given. Databases are dropped after
   the test.
 - ``skydriver`` (function): one such skydriver without a WMS and with the loops off.
+- ``system``, ``system_factory``, ``tms_factory``: the whole system (WMS, skydriver, a TMS process), from
+  ``tests/system.py``.
 - :func:`scan_body` builds a valid ``POST /scan`` body around a small simulated event;
   :func:`stand_in_launcher` is the real local launcher running a stand-in scanner that never reports.
 """
@@ -35,6 +37,7 @@ from skydriver.launchers.local import LocalLauncher
 from skydriver.server import SkyDriver
 from tests.integration.conftest import WMSUnderTest, make_token
 from tests.rest_client import Client, Response
+from tests.system import system, system_factory, tms_factory  # noqa: F401  (fixtures: the whole system)
 
 SECRET = "skydriver-test-secret-" + "s" * 40
 ISSUER = "skydriver"

@@ -2,176 +2,29 @@
 
 The WMS and skydriver run in this process (with their loops); the TMS (`local` backend) is a process of
 its own that starts pilots as processes; skydriver's `local` launcher starts the scanner as a process.
-Everything talks over the real broker and the MongoDB wire server. The scans use the `dummy`
-reconstruction, whose minimum is known (the event's line-fit direction), run by the pilots in-process
-(`SKYDRIVER_RECO_RUNNER=callable`).
+Everything talks over the real broker and the MongoDB wire server (`tests/system.py`, fixture `system`;
+`tests/faults/` breaks the same system on purpose). The scans use the `dummy` reconstruction, whose
+minimum is known (the event's line-fit direction), run by the pilots in-process (`SKYDRIVER_RECO_RUNNER=callable`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import healpy  # type: ignore[import-untyped]
 import numpy as np
 import pytest
 import skyreader  # type: ignore[import-untyped]
 
-from ewms_tms.schedulers.local import LocalScheduler
 from skydriver.event import Event
 from skydriver.event.coords import angular_distance
 from skydriver.recos.dummy import Dummy
-from tests.integration.conftest import WMSUnderTest, make_token
-from tests.integration.skydriver.conftest import EVENT, SkyDriverUnderTest, scan_body
-from tests.integration.test_tms_local import final_jobs, wait_for
+from tests.integration.skydriver.conftest import EVENT
+from tests.integration.test_tms_local import wait_for
+from tests.system import PILOTS, SCAN_GUARD, System
 
 pytestmark = pytest.mark.slow
-Factory = Callable[..., Awaitable[SkyDriverUnderTest]]
-WMSFactory = Callable[..., Awaitable[WMSUnderTest]]
-SCAN_GUARD = 240.0  # a safety net against a hung scan, not a timing assertion
-PILOTS = 2
-
-
-class TMS:
-    """One TMS process with the local backend, for one cluster location; its pilots are processes too."""
-
-    def __init__(self, wms: WMSUnderTest, state_dir: Path) -> None:
-        self.location = f"system-{uuid.uuid4().hex[:12]}"
-        self.state_dir = state_dir
-        self.log = state_dir.parent / "tms.log"
-        env = {
-            **os.environ,
-            "TMS_WMS_URL": wms.url,
-            "TMS_WMS_TOKEN": make_token("tms", sub=f"tms-{self.location}"),
-            "TMS_CLUSTER_LOCATION": self.location,
-            "TMS_SCHEDULER": "local",
-            "TMS_STATE_DIR": str(state_dir),
-            "TMS_STARTER_INTERVAL": "0.2",
-            "TMS_WATCHER_INTERVAL": "0.3",
-            "TMS_STOPPER_INTERVAL": "0.2",
-            "TMS_MAX_BACKOFF": "1",
-            "TMS_LOCAL_KILL_GRACE": "5",
-            "TMS_LOCAL_STOP_PILOTS_ON_EXIT": "true",
-        }
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ewms_tms"], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
-            )
-
-    @property
-    def jobs(self) -> LocalScheduler:
-        return LocalScheduler(self.state_dir / "local-jobs")
-
-    def clusters(self) -> list[int]:
-        return sorted(int(p.name) for p in self.jobs.state_dir.glob("[0-9]*"))
-
-    async def all_pilots_ended(self) -> None:
-        for cluster in self.clusters():
-            await final_jobs(self.jobs, cluster)
-
-    def pilot_summaries(self) -> list[dict[str, Any]]:
-        """Every pilot's JSON summary (written when it stops)."""
-        return [json.loads(p.read_text()) for p in sorted(self.jobs.state_dir.glob("*/*/summary.json"))]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@pytest.fixture
-def tms_factory(tmp_path: Path) -> Iterator[Callable[[WMSUnderTest], TMS]]:
-    started: list[TMS] = []
-
-    def make(wms: WMSUnderTest) -> TMS:
-        tms = TMS(wms, tmp_path / "tms-state")
-        started.append(tms)
-        return tms
-
-    yield make
-    for tms in started:
-        tms.stop()
-        assert tms.process.returncode == 0, tms.log.read_text()[-3000:]
-
-
-class System:
-    """The WMS, skydriver and a TMS, and what a user does with them."""
-
-    def __init__(self, wms: WMSUnderTest, skydriver: SkyDriverUnderTest, tms: TMS) -> None:
-        self.wms = wms
-        self.skydriver = skydriver
-        self.tms = tms
-
-    def body(self, nsides: dict[str, int], **changes: Any) -> dict[str, Any]:
-        env = {"SKYSCAN_PROGRESS_INTERVAL": 1}  # progress (and the heartbeat) every second
-        return scan_body(nsides=nsides, request_clusters={self.tms.location: PILOTS}, scanner_server_env=env, **changes)
-
-    async def status(self, scan_id: str) -> dict[str, Any]:
-        status: dict[str, Any] = await self.skydriver.ok(self.skydriver.user.get(f"/scan/{scan_id}/status"))
-        return status
-
-    async def complete(self, scan_id: str) -> dict[str, Any]:
-        """What a user's script does: poll the status until the scan is complete, then GET the result."""
-
-        async def done() -> dict[str, Any] | None:
-            status = await self.status(scan_id)
-            assert not status["scan_state"].startswith(("FAILED", "STOPPED")), status
-            return status if status["scan_complete"] else None
-
-        await wait_for(done, f"scan {scan_id} complete", guard=SCAN_GUARD, interval=0.5)
-        result: dict[str, Any] = await self.skydriver.ok(self.skydriver.user.get(f"/scan/{scan_id}/result"))
-        return result
-
-    async def checkpoint(self, scan_id: str) -> dict[str, Any]:
-        answer: dict[str, Any] = await self.skydriver.ok(
-            self.skydriver.system(scan_id).get(f"/scan/{scan_id}/checkpoint")
-        )
-        return answer
-
-    async def workflow(self, scan_id: str) -> dict[str, Any]:
-        manifest = await self.skydriver.ok(
-            self.skydriver.user.get(f"/scan/{scan_id}/manifest", query={"include_deleted": "True"})
-        )
-        answer = await self.wms.admin.get(f"/v1/workflows/{manifest['ewms_workflow_id']}")
-        assert answer.status == 200, answer.json
-        workflow: dict[str, Any] = answer.json
-        return workflow
-
-    async def workflow_ended(self, scan_id: str, how: str) -> None:
-        """The workflow is deactivated `how`, every taskforce complete, and every pilot process gone."""
-
-        async def ended() -> bool:
-            workflow = await self.workflow(scan_id)
-            found = await self.wms.admin.post(
-                "/v1/query/taskforces", {"query": {"workflow_id": workflow["workflow_id"]}, "projection": ["phase"]}
-            )
-            phases = {tf["phase"] for tf in found.json["taskforces"]}
-            return workflow["deactivated"] == how and phases == {"condor-complete"}
-
-        await wait_for(ended, f"the workflow of {scan_id} {how} with every taskforce complete", guard=SCAN_GUARD)
-        await self.tms.all_pilots_ended()
-
-
-@pytest.fixture
-async def system(
-    wms_factory: WMSFactory, skydriver_factory: Factory, tms_factory: Callable[[WMSUnderTest], TMS]
-) -> AsyncIterator[System]:
-    wms = await wms_factory(run_loops=True, provision_poll_seconds=0.2, janitor_poll_seconds=0.5)
-    skydriver = await skydriver_factory(
-        wms=wms, run_loops=True, reco_runner="callable", starter_interval=0.2, watchdog_interval=0.5
-    )
-    yield System(wms, skydriver, tms_factory(wms))
 
 
 def dummy_minimum() -> tuple[float, float]:
@@ -196,7 +49,11 @@ async def test_a_scan_runs_to_a_skymap_whose_best_fit_is_the_known_minimum(syste
     await system.workflow_ended(scan_id, "FINISHED")
     status = await system.status(scan_id)
     assert status["scan_state"] == "SCAN_FINISHED_SUCCESSFULLY" and status["ewms_deactivated"] == "FINISHED"
-    assert status["scanner"]["alive"] is False
+
+    async def scanner_exited() -> bool:  # by itself, once it told skydriver the workflow is finished
+        return (await system.status(scan_id))["scanner"]["alive"] is False
+
+    await wait_for(scanner_exited, f"the scanner of {scan_id} exited", guard=SCAN_GUARD)
 
     rescan = await system.skydriver.ok(system.skydriver.user.post(f"/scan/{scan_id}/actions/rescan", {}))
     assert rescan["rescan_of"] == scan_id and rescan["scan_id"] != scan_id
