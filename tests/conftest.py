@@ -361,6 +361,54 @@ def _process_alive(pid: int, marker: str) -> bool:
     return marker in cmdline
 
 
+EPMD_PORT = 4369  # the private nodes get no ERL_EPMD_PORT (``_env`` drops ERL_*), so they use the default
+
+
+def _epmd_names(timeout: float = 2.0) -> dict[str, int] | None:
+    """Node names registered in the local epmd -> their distribution ports (like ``epmd -names``).
+
+    None when epmd does not answer (a node then starts its own; nothing can be registered).
+    """
+    try:
+        with socket.create_connection(("127.0.0.1", EPMD_PORT), timeout=timeout) as s:
+            s.sendall(b"\x00\x01n")  # NAMES_REQ: 2-byte length, then 'n'
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+    except OSError:
+        return None
+    names = {}
+    for line in data[4:].decode(errors="replace").splitlines():  # after the 4-byte epmd port: "name N at port P"
+        m = re.fullmatch(r"name (\S+) at port (\d+)", line.strip())
+        if m:
+            names[m[1]] = int(m[2])
+    return names
+
+
+def _port_bindable(port: int, host: str) -> bool:
+    """True if a listener could bind ``host:port`` now with SO_REUSEADDR (as Erlang and RabbitMQ do).
+
+    Binds without listening, so a client connecting meanwhile is refused rather than accepted by the probe.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _socket_users(ports: list[int]) -> str:
+    """``ss -tanp`` lines whose local port is one of ``ports`` (diagnostics; empty if ``ss`` is unavailable)."""
+    try:
+        out = subprocess.run(["ss", "-Htanp"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    suffixes = tuple(f":{p}" for p in ports)
+    return "\n".join(line for line in out.splitlines() if len(f := line.split()) > 3 and f[3].endswith(suffixes))
+
+
 class PrivateRabbitMQ:
     """A throw-away RabbitMQ node on free loopback ports with its own data dir (RECIPES.md, "A private node").
 
@@ -369,27 +417,45 @@ class PrivateRabbitMQ:
     ``timings`` (list of ``(action, seconds)``). Methods: ``start()``, ``stop()``, ``restart()`` (blocking)
     and ``astart()``, ``astop()``, ``arestart()`` (run in a thread, for async tests whose event loop must keep
     running, e.g. a client reconnecting while the node is down). Stop and start keep ports, node name and data,
-    so durable queues and persistent messages survive a restart.
+    so durable queues and persistent messages survive a restart (only ``dist_port``, which nothing outside uses,
+    moves if another process took it while the node was down).
+
+    ``rabbitmq-server -detached`` discards the VM's output, so a boot that dies before RabbitMQ opens its log
+    (e.g. node name still in epmd, distribution port taken) would leave no trace: ``start()`` therefore waits
+    until the name and ports of a previous run are released, notices a VM that exits or crashes (reporting the
+    slogan of its ``erl_crash.dump``) instead of waiting out ``START_TIMEOUT``, and boots once more if the
+    failed attempt had not got as far as RabbitMQ's log.
     """
 
-    START_TIMEOUT = 60.0
+    START_TIMEOUT = 60.0  # per boot attempt, until AMQP (and the management API) answer
     STOP_TIMEOUT = 30.0
+    FREE_TIMEOUT = 10.0  # how long start() waits for the node name and ports to be released before booting
+    APPEAR_TIMEOUT = 15.0  # the detached VM must show up this soon after ``rabbitmq-server -detached`` returned
+    BOOT_ATTEMPTS = 2
 
     def __init__(self, base: Path, management: bool = False) -> None:
         if not RABBITMQ_SERVER.exists():
             pytest.fail(f"{RABBITMQ_SERVER} not found: install rabbitmq-server ({DEV_SERVICES_HINT})", pytrace=False)
         self.base = base
         self.port = _free_port()
-        self.dist_port = _free_port()
-        while self.dist_port == self.port:
-            self.dist_port = _free_port()
-        self.management_port: int | None = _free_port() if management else None
+        self.management_port: int | None = None
+        self.dist_port = self._new_dist_port()
+        if management:
+            self.management_port = _free_port()
+            while self.management_port in (self.port, self.dist_port):
+                self.management_port = _free_port()
         self.nodename = f"t{uuid.uuid4().hex[:10]}@localhost"
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
         self.management_url: str | None = f"http://guest:guest@127.0.0.1:{self.management_port}" if management else None
         self.pid: int | None = None
         self.timings: list[tuple[str, float]] = []
         self._write_config()
+
+    def _new_dist_port(self) -> int:
+        port = _free_port()
+        while port in (self.port, self.management_port):
+            port = _free_port()
+        return port
 
     def __repr__(self) -> str:
         return f"PrivateRabbitMQ(nodename={self.nodename!r}, port={self.port}, pid={self.pid})"
@@ -425,6 +491,7 @@ class PrivateRabbitMQ:
             RABBITMQ_CONF_ENV_FILE=str(b / "env.conf"),
             HOME=str(b),  # a fresh Erlang cookie in the node's own dir
             ERL_EPMD_ADDRESS="127.0.0.1",  # only matters if no epmd runs yet and this node starts one
+            ERL_CRASH_DUMP=str(self._crash_dump),  # a VM that dies early leaves its reason here, also when detached
         )
         return env
 
@@ -433,6 +500,14 @@ class PrivateRabbitMQ:
     @property
     def _marker(self) -> str:
         return f"-home {self.base} "
+
+    @property
+    def _crash_dump(self) -> Path:
+        return self.base / "log" / "erl_crash.dump"
+
+    @property
+    def _log_file(self) -> Path:
+        return self.base / "log" / f"{self.nodename}.log"
 
     def _read_pid_file(self) -> int | None:
         try:
@@ -452,6 +527,43 @@ class PrivateRabbitMQ:
     def is_running(self) -> bool:
         return self.pid is not None and _process_alive(self.pid, self._marker)
 
+    def _registered_in_epmd(self) -> bool:
+        names = _epmd_names()
+        return names is not None and self.nodename.split("@")[0] in names
+
+    def _boot_blockers(self) -> list[str]:
+        """What would make a boot fail before RabbitMQ starts logging (RabbitMQ's prelaunch checks), if anything."""
+        blockers = []
+        names = _epmd_names()
+        short = self.nodename.split("@")[0]
+        if names is not None and short in names:
+            blockers.append(f"node name {short} is still registered in epmd (port {names[short]})")
+        if not _port_bindable(self.dist_port, "0.0.0.0"):
+            blockers.append(f"distribution port {self.dist_port} is in use")
+        for what, port in (("AMQP", self.port), ("management", self.management_port)):
+            if port is not None and not _port_bindable(port, "127.0.0.1"):
+                blockers.append(f"{what} port {port} is in use")
+        return blockers
+
+    def _crash_slogan(self) -> str | None:
+        """The ``Slogan:`` (reason) of a crash dump written by this node's VM, if there is one."""
+        for path in (self._crash_dump, self.base / "erl_crash.dump"):
+            try:
+                with path.open("rb") as f:
+                    head = f.read(8192).decode(errors="replace")
+            except OSError:
+                continue
+            for line in head.splitlines():
+                if line.startswith("Slogan: "):
+                    return line.removeprefix("Slogan: ")
+        return None
+
+    def _log_size(self) -> int:
+        try:
+            return self._log_file.stat().st_size
+        except OSError:
+            return 0
+
     def _log_tail(self) -> str:
         chunks = []
         for path in [*sorted((self.base / "log").glob("*.log")), self.base / "start.out"]:
@@ -459,15 +571,63 @@ class PrivateRabbitMQ:
                 chunks.append(f"--- {path.name}\n" + path.read_text(errors="replace")[-3000:])
         return "\n".join(chunks)
 
+    def _diagnostics(self) -> str:
+        names = _epmd_names()
+        ports = [p for p in (self.port, self.dist_port, self.management_port) if p is not None]
+        return (
+            f"--- epmd names: {names if names is not None else 'epmd not reachable'}\n"
+            f"--- sockets on ports {ports}:\n{_socket_users(ports) or '(none)'}\n{self._log_tail()}"
+        )
+
     # -- lifecycle (blocking) -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the node (same ports, node name and data as before); returns once AMQP accepts a login."""
+        """Start the node (same ports, node name and data as before); returns once AMQP accepts a login.
+
+        Up to ``BOOT_ATTEMPTS`` boots, the next one only if the failed one died before RabbitMQ wrote to its log.
+        """
         if self.is_running():
             return
         t0 = time.monotonic()
+        failures: list[str] = []
+        for attempt in range(1, self.BOOT_ATTEMPTS + 1):
+            self._await_released()
+            log_size = self._log_size()
+            failure = self._boot()
+            if failure is None:
+                self.timings.append(("start", time.monotonic() - t0))
+                return
+            failures.append(f"attempt {attempt}: {failure}")
+            began = self._log_size() != log_size
+            if began or self.pid is not None:  # RabbitMQ itself failed (a retry would too) or the VM still runs
+                break
+        raise RuntimeError(
+            f"private RabbitMQ {self.nodename} on port {self.port} did not start (pid {self.pid}):\n"
+            + "\n".join(failures)
+            + f"\n{self._diagnostics()}"
+        )
+
+    def _await_released(self) -> None:
+        """Wait until no old registration or socket stands in the way of a boot; raise if one stays."""
+        if _wait_until(lambda: not self._boot_blockers(), self.FREE_TIMEOUT):
+            return
+        if not _port_bindable(self.dist_port, "0.0.0.0"):  # nothing outside this class uses it: move it
+            self.dist_port = self._new_dist_port()
+        blockers = self._boot_blockers()
+        if blockers:
+            raise RuntimeError(
+                f"private RabbitMQ {self.nodename} cannot start: {'; '.join(blockers)} "
+                f"(still after {self.FREE_TIMEOUT}s)\n{self._diagnostics()}"
+            )
+
+    def _boot(self) -> str | None:
+        """One ``rabbitmq-server -detached`` and the wait for it; None once ready, else why it failed."""
+        for dump in (self._crash_dump, self.base / "erl_crash.dump"):
+            dump.unlink(missing_ok=True)
+        self.pid = None
+        launched = time.monotonic()
         with (self.base / "start.out").open("ab") as out:
-            subprocess.run(
+            rc = subprocess.run(
                 [str(RABBITMQ_SERVER), "-detached"],
                 env=self._env(),
                 cwd=self.base,
@@ -475,19 +635,42 @@ class PrivateRabbitMQ:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 timeout=60,
-                check=True,
-            )
-        ready = _wait_until(lambda: _amqp_ok(self.url, timeout=2), self.START_TIMEOUT, interval=0.2)
-        if ready and self.management_url is not None:
+            ).returncode
+        if rc != 0:
+            return f"`{RABBITMQ_SERVER} -detached` exited with {rc} (see start.out)"
+        deadline = launched + self.START_TIMEOUT
+        checks: list[tuple[str, Callable[[], bool]]] = [("AMQP", lambda: self._amqp_ready(self.url))]
+        if self.management_url is not None:
             mgmt = self.management_url
-            ready = _wait_until(lambda: self._management_ok(mgmt), self.START_TIMEOUT, interval=0.2)
+            checks.append(("management API", lambda: self._management_ok(mgmt)))
+        seen: int | None = None
+        for what, ready in checks:
+            while not ready():
+                pid = self._find_pid()
+                seen = pid or seen
+                slogan = self._crash_slogan()
+                if slogan is not None:
+                    # the VM is writing its crash dump: let it finish and exit before anyone boots again
+                    _wait_until(lambda: self._find_pid() is None, 10)
+                    self.pid = self._find_pid()
+                    return f"the Erlang VM crashed before {what} answered: {slogan}"
+                if pid is None and seen is not None:
+                    return f"the Erlang VM (pid {seen}) exited before {what} answered, without a crash dump"
+                if pid is None and time.monotonic() - launched > self.APPEAR_TIMEOUT:
+                    return f"no Erlang VM for this node appeared within {self.APPEAR_TIMEOUT}s"
+                if time.monotonic() >= deadline:
+                    self.pid = pid
+                    return f"{what} not ready within {self.START_TIMEOUT}s (pid {pid})"
+                time.sleep(0.2)
         self.pid = self._find_pid()
-        if not ready or self.pid is None:
-            raise RuntimeError(
-                f"private RabbitMQ {self.nodename} on port {self.port} not ready within {self.START_TIMEOUT}s"
-                f" (pid {self.pid}):\n{self._log_tail()}"
-            )
-        self.timings.append(("start", time.monotonic() - t0))
+        return None if self.pid is not None else "AMQP answered but the node's Erlang VM was not found"
+
+    @staticmethod
+    def _amqp_ready(url: str) -> bool:
+        try:
+            return _amqp_ok(url, timeout=2)
+        except pika.adapters.utils.connection_workflow.AMQPConnectorException:  # e.g. a handshake timeout
+            return False
 
     @staticmethod
     def _management_ok(url: str) -> bool:
@@ -497,7 +680,10 @@ class PrivateRabbitMQ:
             return False
 
     def stop(self) -> None:
-        """Stop the node (SIGTERM by PID, SIGKILL after STOP_TIMEOUT); returns once the process and ports are gone."""
+        """Stop the node (SIGTERM by PID, SIGKILL after STOP_TIMEOUT).
+
+        Returns once the process is gone, its ports are closed and its name has left epmd.
+        """
         pid = self._find_pid()
         if pid is None:
             self.pid = None
@@ -507,15 +693,18 @@ class PrivateRabbitMQ:
             os.kill(pid, signal.SIGTERM)
 
         def gone() -> bool:
-            return not _process_alive(pid, self._marker) and not any(
-                _port_open(p) for p in (self.port, self.dist_port, self.management_port) if p is not None
+            return (
+                not _process_alive(pid, self._marker)
+                and not any(_port_open(p) for p in (self.port, self.dist_port, self.management_port) if p is not None)
+                and not self._registered_in_epmd()
             )
 
         if not _wait_until(gone, self.STOP_TIMEOUT):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            if _process_alive(pid, self._marker):  # not a reused PID once the node is gone
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             if not _wait_until(gone, 10):
-                raise RuntimeError(f"private RabbitMQ {self.nodename} (pid {pid}) did not stop")
+                raise RuntimeError(f"private RabbitMQ {self.nodename} (pid {pid}) did not stop\n{self._diagnostics()}")
         self.pid = None
         self.timings.append(("stop", time.monotonic() - t0))
 
