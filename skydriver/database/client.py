@@ -2,7 +2,7 @@
 
 import logging
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from ..config import mask_url
@@ -38,7 +38,9 @@ class Database:
         manifests = self.manifests.collection
         await manifests.create_index("scan_id", unique=True)
         await manifests.create_index([("is_deleted", ASCENDING), ("timestamp", ASCENDING)])
-        await manifests.create_index([("scan_state", ASCENDING), ("priority", DESCENDING), ("timestamp", ASCENDING)])
+        # single-field: the dev MongoDB wire server uses no compound index for an equality on its first field
+        await manifests.create_index("scan_state")
+        await manifests.create_index("cleanup_pending")
         await manifests.create_index([("event_metadata.run_id", ASCENDING), ("event_metadata.event_id", ASCENDING)])
         await self.results.collection.create_index("scan_id", unique=True)
         await self.events.collection.create_index("i3_event_id", unique=True)

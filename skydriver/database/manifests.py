@@ -3,7 +3,8 @@
 Besides the public fields (`GET /scan/{id}/manifest`), a manifest carries internal ones that never
 leave this module: `starter` (which replica holds the scan while starting it, and the retry
 schedule when the WMS does not answer), `checkpoint_seq` (the scanner's checkpoint counter) and
-`cleanup_pending` (the scan is over but its workflow or scanner may still be there).
+`cleanup_pending` (the scan is over but its workflow or scanner may still be there) and
+`pilots_gone_since` (when the watchdog first saw the scan's workflow without pilots to come).
 """
 
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ Doc = dict[str, Any]
 NO_ID = {"_id": False}
 # null tests spelled `{"$eq": None}`: the same on MongoDB, and reliable on the test wire server
 NULL = {"$eq": None}
-INTERNAL = ("_id", "starter", "checkpoint_seq", "cleanup_pending")
+INTERNAL = ("_id", "starter", "checkpoint_seq", "cleanup_pending", "pilots_gone_since")
 # `$set` booleans may come back as 1/0 from some MongoDB wire servers
 BOOLEANS = ("is_deleted", "complete")
 BACKLOG_ORDER = [("priority", DESCENDING), ("timestamp", ASCENDING)]
@@ -82,23 +83,30 @@ class Manifests:
     async def claim_next(self, holder: str, now: float, lease: float) -> Doc | None:
         """Take the next backlog scan (highest priority, then oldest) for `lease` seconds; None if none is due.
 
-        One atomic `find_one_and_update`, so two replicas never hold the same scan; a claim whose
-        holder died expires with its lease.
+        The backlog is listed in order, then the first scan still free is claimed with one atomic
+        `find_one_and_update` on its `scan_id` that repeats every condition, so two replicas never hold
+        the same scan; a claim whose holder died expires with its lease. (Claiming through the sorted
+        backlog query itself would be one call, but the dev MongoDB wire server answers a sorted
+        `find_one_and_update` by reading the whole collection, stalling every other request.)
         """
-        return await self.collection.find_one_and_update(
-            {
-                "scan_state": str(ScanState.PENDING__PRESTARTUP),
-                "is_deleted": False,
-                "$and": [
-                    {"$or": [{"starter.claimed_by": NULL}, {"starter.claim_expires": {"$lt": now}}]},
-                    {"$or": [{"starter.next_attempt": NULL}, {"starter.next_attempt": {"$lte": now}}]},
-                ],
-            },
-            {"$set": {"starter.claimed_by": holder, "starter.claim_expires": now + lease}},
-            sort=BACKLOG_ORDER,
-            projection=NO_ID,
-            return_document=ReturnDocument.AFTER,
-        )
+        free = {
+            "scan_state": str(ScanState.PENDING__PRESTARTUP),
+            "is_deleted": False,
+            "$and": [
+                {"$or": [{"starter.claimed_by": NULL}, {"starter.claim_expires": {"$lt": now}}]},
+                {"$or": [{"starter.next_attempt": NULL}, {"starter.next_attempt": {"$lte": now}}]},
+            ],
+        }
+        for candidate in await self.backlog():
+            doc = await self.collection.find_one_and_update(
+                {"scan_id": candidate["scan_id"], **free},
+                {"$set": {"starter.claimed_by": holder, "starter.claim_expires": now + lease}},
+                projection=NO_ID,
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return doc
+        return None
 
     async def release(self, scan_id: str, holder: str, changes: Doc, now: float) -> Doc | None:
         """Record what a claim achieved and let go of it (only while `holder` still holds it)."""
@@ -115,16 +123,25 @@ class Manifests:
 
     async def count_running(self) -> int:
         """Scans with a scanner running (or starting): what SKYDRIVER_MAX_ACTIVE_SCANS limits."""
-        return await self.collection.count_documents(
-            {"scan_state": {"$in": [str(s) for s in RUNNING]}, "is_deleted": False}
-        )
+        return len(await self._in_running_states({"scan_id": True, "_id": False}))
 
     # -- the watchdog's lists ------------------------------------------------------------------
 
     async def running(self) -> list[Doc]:
         """Scans whose scanner should be alive and reporting."""
-        cursor = self.collection.find({"scan_state": {"$in": [str(s) for s in RUNNING]}, "is_deleted": False}, NO_ID)
-        return await cursor.to_list()
+        return await self._in_running_states(NO_ID)
+
+    async def _in_running_states(self, projection: Doc) -> list[Doc]:
+        """One equality query per running state, each served by the `scan_state` index.
+
+        Not `$in` and not `count_documents`: the dev MongoDB wire server reads the whole collection
+        for those (a second with 10,000 scans), and the loops ask this every few seconds.
+        """
+        docs: list[Doc] = []
+        for state in sorted(RUNNING):
+            cursor = self.collection.find({"scan_state": str(state), "is_deleted": False}, projection)
+            docs += await cursor.to_list()
+        return docs
 
     async def cleanup_pending(self) -> list[Doc]:
         """Scans that are over but may still have a live workflow or scanner."""
