@@ -20,6 +20,7 @@ import logging
 import ssl
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
@@ -154,6 +155,7 @@ class RabbitMQBroker:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._publisher: _Publisher | None = None
         self._publisher_lock = asyncio.Lock()
+        self._consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()  # whose queued acks `close` sends first
         self.reconnects = 0  # how often a lost connection was re-opened
 
     # -- connection life cycle ------------------------------------------------------------
@@ -247,7 +249,9 @@ class RabbitMQBroker:
             return channel
 
     async def close(self) -> None:
-        """Close the connection; unacked deliveries go back to their queues."""
+        """Close the connection; unacked deliveries go back to their queues (acks made before are sent)."""
+        for consumer in list(self._consumers):
+            consumer._send_acks()
         self._closing = True
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
@@ -373,7 +377,9 @@ class RabbitMQBroker:
 
         Iteration ends after `idle_timeout` seconds without a message (None: never).
         """
-        return Consumer(self, queue, prefetch=prefetch, idle_timeout=idle_timeout)
+        consumer = Consumer(self, queue, prefetch=prefetch, idle_timeout=idle_timeout)
+        self._consumers.add(consumer)
+        return consumer
 
 
 class _Publisher:
@@ -503,8 +509,17 @@ class Message:
         return self.delivery_count > 0
 
     async def ack(self) -> None:
-        """Done: the broker forgets the message."""
-        self._settle(lambda ch: ch.basic_ack(self.delivery_tag), "ack")
+        """Done: the broker forgets the message.
+
+        The ack leaves at the end of this turn of the event loop (or when the consumer or the
+        connection closes, if sooner), together with the others made in the same turn: see
+        `Consumer._send_acks`. Acks made one after the other without waiting on anything else
+        in between (`for m in done: await m.ack()`) are one turn.
+        """
+        if self._settled:
+            raise MQError(f"message {self.message_id} was already acked, nacked or rejected")
+        self._settled = True
+        self._consumer._queue_ack(self)
 
     async def nack(self, requeue: bool = True) -> None:
         """Not done: back to the queue (`requeue=True`) for another try, counted by the broker."""
@@ -548,6 +563,8 @@ class Consumer:
         self._consumer_tag: str | None = None
         self._stopped = False
         self._unsettled: set[Message] = set()
+        self._acks: list[Message] = []  # acked by the caller in this turn of the loop, not sent yet
+        self._acks_scheduled = False
         self._resubscribe_task: asyncio.Task[None] | None = None
         self._last_activity = time.monotonic()
 
@@ -563,6 +580,7 @@ class Consumer:
     async def __aexit__(
         self, _type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
     ) -> None:
+        self._send_acks()
         await self.stop()
         if self._resubscribe_task is not None:
             self._resubscribe_task.cancel()
@@ -624,6 +642,46 @@ class Consumer:
 
     def _settled(self, message: Message) -> None:
         self._unsettled.discard(message)
+
+    def _queue_ack(self, message: Message) -> None:
+        """Queue the ack for the batch sent at the end of this turn of the loop."""
+        self._unsettled.discard(message)
+        self._acks.append(message)
+        if not self._acks_scheduled:
+            self._acks_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_acks)
+
+    def _send_acks(self) -> None:
+        """Send the acks queued in this turn of the loop, as few frames as the broker allows.
+
+        Every ack is one Raft command on a quorum queue and one frame from us, per message. When
+        several messages are done in one turn (the confirms of their outputs arrived together, a
+        batch of results was recorded), one `basic.ack` with `multiple` covers all those older
+        than every message still outstanding on the channel — it acks every unacked delivery up
+        to its tag, so it may not reach one that is still running. The others go one by one, at
+        once: an ack held back would hold its prefetch slot and, after a crash, its event's redo.
+        """
+        self._acks_scheduled = False
+        queued, self._acks = self._acks, []
+        by_channel: dict[_AsyncChannel, list[int]] = {}
+        for message in queued:
+            by_channel.setdefault(message._channel, []).append(message.delivery_tag)
+        for channel, tags in by_channel.items():
+            if not channel.is_open:
+                # the channel died with the connection: the broker has already put them back
+                LOGGER.info("%d ack(s) skipped: their channel closed, the broker redelivers them", len(tags))
+                continue
+            outstanding = [m.delivery_tag for m in self._unsettled if m._channel is channel]
+            oldest = min(outstanding, default=None)
+            covered = [t for t in tags if oldest is None or t < oldest]
+            alone = [t for t in tags if oldest is not None and t > oldest]
+            try:
+                if covered:
+                    channel.channel.basic_ack(max(covered), multiple=len(covered) > 1)
+                for tag in alone:
+                    channel.channel.basic_ack(tag)
+            except (pika.exceptions.ChannelWrongStateError, pika.exceptions.StreamLostError) as exc:
+                LOGGER.info("%d ack(s) lost with the connection (%s); the broker redelivers them", len(tags), exc)
 
     async def stop(self) -> None:
         """Take no more messages: cancel the subscription and requeue the undelivered.

@@ -118,7 +118,7 @@ class RecordThenAck(Generic[T]):
         self._messages, self._items, self._since = [], [], None
         if items:
             await self._record(items)
-        for message in messages:
+        for message in messages:  # one turn of the loop: the broker client sends them as one multiple ack
             await message.ack()
 
 

@@ -67,6 +67,30 @@ async def test_ack_last_unacked_message_goes_to_another_consumer(amqp_url: str, 
         assert (await second.queue_depth(queue)).messages == 0
 
 
+async def test_acks_made_together_never_cover_a_message_still_outstanding(
+    amqp_url: str, queue_factory: QueueFactory
+) -> None:
+    """Acks of one loop turn go out as one `multiple` ack only below the oldest outstanding message."""
+    queue = queue_factory()
+    async with await ewms_mq.connect(amqp_url) as broker:
+        await broker.declare_queue(queue)
+        await broker.publish_many(queue, range(6))
+        holder = await ewms_mq.connect(amqp_url)
+        async with holder.consume(queue, prefetch=6) as messages:
+            got = [await anext(messages) for _ in range(6)]
+            assert [m.data for m in got] == [0, 1, 2, 3, 4, 5]
+            # one turn: 0 and 1 (below the outstanding 2), then 3 and 5 (above it); 4 is nacked at once
+            await asyncio.gather(got[0].ack(), got[1].ack(), got[3].ack(), got[5].ack(), got[4].nack())
+            assert messages.unsettled == 1
+            # the broker's view: only 2 is still unacked (4 went back to the queue)
+            back = await anext(messages)
+            assert back.data == 4 and back.delivery_count == 1
+            await back.ack()
+            await holder.close()  # dies holding 2
+        redelivered = await _drain(broker, queue)
+    assert [(m.data, m.delivery_count) for m in redelivered] == [(2, 1)]
+
+
 async def test_delivery_limit_policy_dead_letters(
     amqp_url: str, management_url: str, queue_factory: QueueFactory
 ) -> None:
