@@ -1,8 +1,10 @@
 """The consume loop: take events, run tasks, publish outputs, ack inputs last.
 
-One asyncio task per event, at most `MAX_CONCURRENT_TASKS` at once. An event's input is
-acked only after its output is confirmed by the broker (ack-last), so a pilot that dies at
-any point loses nothing: the broker redelivers every unacked input to another pilot. A
+One asyncio task per event, at most `MAX_CONCURRENT_TASKS` running their task at once. An
+event's input is acked only after its output is confirmed by the broker (ack-last), so a
+pilot that dies at any point loses nothing: the broker redelivers every unacked input to
+another pilot. Publishing and acking do not hold the task slot: with a prefetch above the
+concurrency, the next event's task runs while the last one's output is being confirmed. A
 failed task nacks its input with requeue; the broker's delivery limit parks an event that
 keeps failing in the dead-letter queue.
 
@@ -31,6 +33,7 @@ from typing import Any, Protocol
 from .chirp import Chirper
 from .config import PilotConfig
 from .errors import PublishError, TaskError
+from .io import TaskOutput
 from .layout import safe_event_id
 from .summary import Failure, Stats
 from .tasks import TaskRunner
@@ -115,7 +118,8 @@ class Pilot:
         self._deadline_moved = asyncio.Event()
         self.stop_reason: StopReason | None = None
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()  # events whose task runs: they hold the task slots
+        self._delivering: set[asyncio.Task[None]] = set()  # events whose output is being published, then acked
         self._first = True
         self._consecutive_failures = 0
         self._longest_runtime = 0.0
@@ -269,27 +273,48 @@ class Pilot:
         task.add_done_callback(self._running.discard)
 
     async def _handle(self, msg: Message, event_id: str) -> None:
-        """Run, publish, then ack; any failure nacks. Never raises except on cancellation."""
+        """Run the task; hand a success to `_deliver`, nack a failure. Never raises except on cancellation.
+
+        The task slot is free as soon as this returns: publishing the output and acking the input
+        (`_deliver`, two broker round trips) happen beside the next task rather than before it,
+        when the prefetch lets the next event in meanwhile.
+        """
         started = self._loop.time()
         try:
             output = await self._runner.run(event_id, msg.data)
-            runtime = self._loop.time() - started
+        except asyncio.CancelledError:
+            await self._interrupted(msg, event_id)
+            raise
+        except TaskError as exc:
+            await self._failed(msg, event_id, exc)
+        except Exception as exc:  # a bug must fail the event visibly, not kill the loop
+            await self._failed(msg, event_id, TaskError(f"pilot error: {exc!r}", stderr_tail=traceback.format_exc()))
+        else:
+            delivery = asyncio.create_task(self._deliver(msg, event_id, output, self._loop.time() - started))
+            self._delivering.add(delivery)
+            delivery.add_done_callback(self._delivering.discard)
+
+    async def _deliver(self, msg: Message, event_id: str, output: TaskOutput, runtime: float) -> None:
+        """Publish the output, then ack the input (ack-last); a failed publish nacks it instead."""
+        try:
             if output.present:
                 await self._publish(output.data)
         except asyncio.CancelledError:
-            self.stats.record_interrupted()
-            await asyncio.shield(self._nack(msg, "interrupted at the pilot's deadline", event_id))
+            await self._interrupted(msg, event_id)
             raise
         except TaskError as exc:
-            await self._nack(msg, exc.reason, event_id)
-            self._on_failure(event_id, exc, first_delivery=not msg.delivery_count)
-        except Exception as exc:  # a bug must fail the event visibly, not kill the loop
-            await self._nack(msg, repr(exc), event_id)
-            error = TaskError(f"pilot error: {exc!r}", stderr_tail=traceback.format_exc())
-            self._on_failure(event_id, error, first_delivery=not msg.delivery_count)
+            await self._failed(msg, event_id, exc)
         else:
             await self._ack(msg)
             self._on_success(event_id, runtime, output.present)
+
+    async def _interrupted(self, msg: Message, event_id: str) -> None:
+        self.stats.record_interrupted()
+        await asyncio.shield(self._nack(msg, "interrupted at the pilot's deadline", event_id))
+
+    async def _failed(self, msg: Message, event_id: str, error: TaskError) -> None:
+        await self._nack(msg, error.reason, event_id)
+        self._on_failure(event_id, error, first_delivery=not msg.delivery_count)
 
     async def _publish(self, data: Any) -> None:
         try:
@@ -370,11 +395,15 @@ class Pilot:
 
     # -- finishing ---------------------------------------------------------------------
 
+    def _unfinished(self) -> set[asyncio.Task[None]]:
+        """Events not yet acked or nacked: running their task or delivering its output."""
+        return {t for t in self._running | self._delivering if not t.done()}
+
     async def _finish_running(self) -> None:
-        """Let running tasks finish until the deadline, then interrupt (and nack) the rest."""
+        """Let running tasks finish (and deliver) until the deadline, then interrupt (and nack) the rest."""
         if self._running:
             LOGGER.info("waiting for %d running task(s)", len(self._running))
-        while self._pending():
+        while self._unfinished():
             deadline = self._finish_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
             if timeout == 0.0:
@@ -383,13 +412,13 @@ class Pilot:
             self._deadline_moved.clear()
             moved = asyncio.create_task(self._deadline_moved.wait())
             try:
-                await asyncio.wait({*self._pending(), moved}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({*self._unfinished(), moved}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 moved.cancel()
 
     async def _interrupt_running(self) -> None:
-        LOGGER.warning("deadline reached: interrupting %d running task(s)", len(self._running))
-        tasks = set(self._running)
+        tasks = self._unfinished()
+        LOGGER.warning("deadline reached: interrupting %d running task(s)", len(tasks))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
