@@ -91,6 +91,7 @@ class Config:
     max_active_scans: int = setting("SKYDRIVER_MAX_ACTIVE_SCANS", positive(int), 10)
     watchdog_interval: float = setting("SKYDRIVER_WATCHDOG_INTERVAL", _SECONDS, 10.0)
     watchdog_timeout: float = setting("SKYDRIVER_WATCHDOG_TIMEOUT", _SECONDS, 120.0)
+    no_pilots_timeout: float = setting("SKYDRIVER_NO_PILOTS_TIMEOUT", _SECONDS, 300.0)
     log_level: str = setting("SKYDRIVER_LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
     log_format: str = setting("SKYDRIVER_LOG_FORMAT", choice("json", "text"), "json")
     max_body_bytes: int = setting("SKYDRIVER_MAX_BODY_BYTES", positive(int), 64 * 1024 * 1024)

@@ -7,15 +7,22 @@ redone. If the restarted one fails too, the scan fails (`FAILED__SCANNER`) and i
 aborted. A scan that ended (finished, failed, stopped, deleted) is marked `cleanup_pending` until
 its workflow is deactivated at the WMS and its scanner stopped; each pass retries what is left,
 so a WMS outage delays the cleanup but never loses it.
+
+A healthy scanner can still wait forever: when every pilot of its workflow has ended (they hit
+their idle timeout, retired on failures, or an operator removed them) with pixels left to do.
+The watchdog asks the WMS about each running scan's workflow; once it has had no taskforce that
+can still run pilots for `SKYDRIVER_NO_PILOTS_TIMEOUT` (time for someone to add workers), the
+scan fails (`FAILED__WORKFLOW`) with what the WMS said, instead of waiting on nobody.
 """
 
 import logging
 from typing import Any
 
+from ewms_rest.client import ServiceRefused, ServiceUnavailable
 from ewms_rest.loops import run_forever
 
 from .launchers import LauncherError
-from .scans import Scans
+from .scans import PENDING_WORKFLOW, Scans
 from .states import RUNNING, ScanState
 
 LOGGER = logging.getLogger(__name__)
@@ -44,6 +51,7 @@ class Watchdog:
         """Leave a healthy scanner alone; restart a failed one once; then fail the scan."""
         problem = await self._problem(doc["scanner"])
         if problem is None:
+            await self._check_pilots(doc)
             return
         scan_id = doc["scan_id"]
         if doc["scanner"]["restarts"] < MAX_RESTARTS:
@@ -63,6 +71,35 @@ class Watchdog:
             LOGGER.warning("scanner %s: cannot tell whether it is alive: %s", scanner["handle"], exc)
             return None
         return None if alive else "the scanner exited"
+
+    async def _check_pilots(self, doc: Doc) -> None:
+        """Fail a scan whose workflow has had no pilots to come for `no_pilots_timeout`; see the module doc."""
+        scan_id, workflow_id = doc["scan_id"], doc["ewms_workflow_id"]
+        if workflow_id == PENDING_WORKFLOW:
+            return
+        try:
+            status = await self.scans.ewms.status(workflow_id)
+        except (ServiceUnavailable, ServiceRefused) as exc:
+            LOGGER.warning("scan %s: cannot ask the WMS about workflow %s: %s", scan_id, workflow_id, exc)
+            return
+        now, since = self.scans.clock(), doc.get("pilots_gone_since")
+        if status.alive:
+            if since is not None:
+                await self.db.manifests.update(scan_id, {"pilots_gone_since": None}, now)
+            return
+        if since is None:
+            LOGGER.warning("scan %s: workflow %s has no pilots left or to come", scan_id, workflow_id)
+            await self.db.manifests.update(scan_id, {"pilots_gone_since": now}, now)
+            return
+        if now - since >= self.config.no_pilots_timeout:
+            phases = ", ".join(f"{n} {phase}" for phase, n in sorted(status.phases.items())) or "no taskforces"
+            why = f"; failed: {'; '.join(status.failed_reasons)}" if status.failed_reasons else ""
+            reason = (
+                f"workflow {workflow_id} had no pilots left or to come for {now - since:.0f} s with the scan unfinished"
+                f" (taskforces: {phases}{why}); add workers sooner with POST /scan/{scan_id}/actions/add-workers,"
+                " or rescan"
+            )
+            await self.scans.fail(scan_id, ScanState.FAILED__WORKFLOW, reason)
 
     async def _restart(self, doc: Doc, problem: str) -> None:
         """Replace the scanner with a new instance that resumes from the scan's checkpoints."""

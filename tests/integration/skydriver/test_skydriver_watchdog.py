@@ -140,3 +140,58 @@ async def test_a_cleanup_the_wms_missed_is_done_at_a_later_pass(
     manifest = await reaching.ok(reaching.user.get(f"/scan/{scan_id}/manifest", query={"include_deleted": "true"}))
     assert manifest["ewms_deactivated"] == "ABORTED"
     assert await reaching.db.manifests.cleanup_pending() == []
+
+
+async def end_every_taskforce(wms: WMSUnderTest, workflow_id: str) -> list[str]:
+    """What the TMS reports when every pilot of the workflow has ended: submitted, then complete.
+
+    Returns the taskforces' cluster locations."""
+    answer = await wms.admin.post("/v1/query/taskforces", {"query": {"workflow_id": workflow_id}})
+    for taskforce in answer.json["taskforces"]:
+        uuid = taskforce["taskforce_uuid"]
+        if taskforce["phase"] == "pending-starter":
+            assert (await wms.tms.post(f"/v1/tms/condor-submit/taskforces/{uuid}", {"cluster_id": 1})).status == 200
+        if taskforce["phase"] != "condor-complete":
+            assert (await wms.tms.post(f"/v1/tms/condor-complete/taskforces/{uuid}", {})).status == 200
+    return [taskforce["cluster_location"] for taskforce in answer.json["taskforces"]]
+
+
+async def test_a_scan_whose_pilots_all_ended_fails_after_the_grace_time_unless_workers_are_added(
+    skydriver_factory: Factory, wms_factory: WMSFactory, tmp_path: Path
+) -> None:
+    wms = await wms_factory(run_loops=False)
+    clock = FakeClock()
+    grace = 60.0
+    skydriver = await skydriver_factory(
+        wms=wms, launcher=stand_in_launcher(tmp_path / "scanners"), clock=clock, no_pilots_timeout=grace
+    )
+    watchdog = skydriver.skydriver.watchdog
+    manifest = await running_scan(skydriver)
+    scan_id, workflow_id = manifest["scan_id"], manifest["ewms_workflow_id"]
+
+    async def state_after(seconds: float) -> str:
+        clock.advance(seconds)
+        await skydriver.ok(skydriver.system(scan_id).request("PATCH", f"/scan/{scan_id}/manifest", {}))  # alive
+        await watchdog.run_once()
+        manifest = await skydriver.ok(skydriver.user.get(f"/scan/{scan_id}/manifest"))
+        assert "pilots_gone_since" not in manifest  # internal
+        return str(manifest["scan_state"])
+
+    assert await state_after(grace * 2) == "PENDING__WAITING_ON_FIRST_PIXEL_RECO"  # pilots to come: waits
+    locations = await end_every_taskforce(wms, workflow_id)
+    assert await state_after(1) == "PENDING__WAITING_ON_FIRST_PIXEL_RECO"  # the grace time starts
+    assert await state_after(grace - 2) == "PENDING__WAITING_ON_FIRST_PIXEL_RECO"
+    added = await skydriver.user.post(
+        f"/scan/{scan_id}/actions/add-workers", {"cluster_location": locations[0], "n_workers": 1}
+    )
+    assert added.status == 200, added.json
+    assert await state_after(grace * 2) == "PENDING__WAITING_ON_FIRST_PIXEL_RECO"  # new pilots to come: waits
+
+    assert len(await end_every_taskforce(wms, workflow_id)) == len(locations) + 1
+    assert await state_after(1) == "PENDING__WAITING_ON_FIRST_PIXEL_RECO"
+    assert await state_after(grace) == "FAILED__WORKFLOW"
+    manifest = await skydriver.ok(skydriver.user.get(f"/scan/{scan_id}/manifest"))
+    assert manifest["error"].startswith(f"workflow {workflow_id} had no pilots left or to come for 60 s")
+    assert f"{len(locations) + 1} condor-complete" in manifest["error"] and "add-workers" in manifest["error"]
+    await watchdog.run_once()  # the cleanup pass
+    assert await workflow_deactivated(wms, workflow_id) == "ABORTED"
