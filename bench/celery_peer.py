@@ -7,18 +7,19 @@ Both run the *same* Python functions from one generated module (`bench_peer_work
 on events `{"pixel": i, "nside": 64}`, from a quorum queue on the same RabbitMQ. Settings:
 
 * **Celery** (`celery worker`, one node per worker, `-c 1`): `task_acks_late=True` (ack after the task,
-  like the pilot), `task_ignore_result=True` (no result backend: the worker publishes nothing), quorum
-  queue via `task_queues` (so Celery turns global QoS off); `--without-gossip --without-mingle
-  --without-heartbeat` (cluster chatter only), worker events off (the default). *default*: prefork
-  pool (Celery's default: the task runs in a child process), `worker_prefetch_multiplier=1`.
-  *tuned*: `solo` pool (the task runs in the consumer process: no IPC per task),
-  `worker_prefetch_multiplier=16`.
+  like the pilot), quorum queue via `task_queues` (so Celery turns global QoS off); `--without-gossip
+  --without-mingle --without-heartbeat` (cluster chatter only), worker events off (the default).
+  *defaults*: prefork pool (the task runs in a child process) and `worker_prefetch_multiplier=4`,
+  Celery's own defaults; *no result*: `task_ignore_result=True` (the worker publishes nothing);
+  *rpc:// result*: the `rpc://` result backend, the results published to the queue the pilot's
+  outputs go to (`reply_to`), so that both do the same work per event; *prefetch 1*: multiplier 1;
+  *tuned*: `solo` pool (the task runs in the consumer process: no IPC per task), multiplier 16.
 * **pilot** (`python -m ewms_pilot`, one process per worker, `EWMS_PILOT_TASK_CALLABLE`, one task at a
   time): consumes, calls the function (in a worker thread, as for any sync callable), publishes the
-  return value to an output queue (quorum) and waits for the broker's confirm, then acks. That is
-  more work per event than Celery without a result backend does, so the pilot also runs a no-op
-  that returns None (`noop_no_output`: nothing published, like Celery here). *default*:
-  `EWMS_PILOT_PREFETCH=1` (the pilot's default); *tuned*: prefetch 16.
+  return value to an output queue (quorum) and waits for the broker's confirm, then acks (the
+  publishing and acking beside the next task when the prefetch lets it in). *no output*: a no-op that
+  returns None (nothing published, like Celery without a result). `EWMS_PILOT_PREFETCH` as named:
+  1 is the pilot's default, 4 the prefetch of Celery's defaults.
 
 How a rate is measured, the same way for both, from outside: the events are published to the
 queue, then the workers are started; from the moment all of them are consuming (the queue's
@@ -29,8 +30,9 @@ counted, and nothing runs inside the workers to observe them. The configurations
 interleaved rounds (their order reversed every other round); the table gives the median over
 rounds and the best round.
 
-Target (issue 10): pilot events/s per worker >= 1.5 x Celery's on no-op events, default settings
-(prefetch 1) on both sides.
+Target (issue 10): pilot events/s per worker >= 1.5 x Celery's on no-op events, checked for the same
+work at the same prefetch, that of Celery's defaults (4): outputs published vs rpc:// results, and
+nothing published on either side.
 """
 
 from __future__ import annotations
@@ -85,10 +87,11 @@ from kombu import Queue
 import bench_peer_work
 
 QUEUE = os.environ["BENCH_CELERY_QUEUE"]
-app = Celery("bench_peer_celery", broker=os.environ["BENCH_CELERY_BROKER"])
+RESULT = os.environ.get("BENCH_CELERY_RESULT") == "1"
+app = Celery("bench_peer_celery", broker=os.environ["BENCH_CELERY_BROKER"], backend="rpc://" if RESULT else None)
 app.conf.update(
     task_acks_late=True,
-    task_ignore_result=True,
+    task_ignore_result=not RESULT,
     worker_prefetch_multiplier=int(os.environ.get("BENCH_CELERY_PREFETCH", "1")),
     task_queues=[Queue(QUEUE, queue_arguments={"x-queue-type": "quorum"})],
     task_default_queue=QUEUE,
@@ -116,17 +119,30 @@ class Config:
     system: str  # "celery" | "pilot"
     prefetch: int
     pool: str = ""  # celery only
-    output: bool = True  # pilot only: False runs `noop_no_output` (returns None: nothing published)
+    output: bool = True  # pilot: False runs `noop_no_output` (nothing published); celery: True stores results
     kinds: tuple[str, ...] = ("noop", "sleep10")
     scale: float = 1.0  # no-op events per run relative to the others: a fast configuration needs more
 
 
-CELERY_DEFAULT = Config("Celery default (prefork -c1, prefetch 1, no result)", "celery", 1, "prefork")
-PILOT_DEFAULT = Config("pilot default (prefetch 1, output published)", "pilot", 1)
-PILOT_NO_OUTPUT = Config("pilot default, no output (prefetch 1)", "pilot", 1, output=False, kinds=("noop",))
-CELERY_TUNED = Config("Celery tuned (solo pool, prefetch 16, no result)", "celery", 16, "solo", scale=2.5)
-PILOT_TUNED = Config("pilot tuned (prefetch 16, output published)", "pilot", 16)
-CONFIGS = (CELERY_DEFAULT, PILOT_DEFAULT, PILOT_NO_OUTPUT, CELERY_TUNED, PILOT_TUNED)
+CELERY_DEFAULT = Config("Celery defaults (prefork -c1, prefetch 4), no result", "celery", 4, "prefork", output=False)
+CELERY_RESULT = Config("Celery defaults (prefork -c1, prefetch 4), rpc:// result", "celery", 4, "prefork",
+                       kinds=("noop",))  # fmt: skip
+PILOT_P4 = Config("pilot, prefetch 4, output published", "pilot", 4)
+PILOT_P4_NO_OUTPUT = Config("pilot, prefetch 4, no output", "pilot", 4, output=False, kinds=("noop",))
+CELERY_P1 = Config("Celery prefork -c1, prefetch 1, no result", "celery", 1, "prefork", output=False, kinds=("noop",))
+PILOT_P1 = Config("pilot defaults (prefetch 1), output published", "pilot", 1, kinds=("noop",))
+CELERY_TUNED = Config("Celery tuned (solo pool, prefetch 16), no result", "celery", 16, "solo", output=False, scale=2.5)
+PILOT_TUNED = Config("pilot tuned (prefetch 16), output published", "pilot", 16, scale=2.5)
+CONFIGS = (CELERY_DEFAULT, CELERY_RESULT, PILOT_P4, PILOT_P4_NO_OUTPUT, CELERY_P1, PILOT_P1, CELERY_TUNED, PILOT_TUNED)
+# (events, Celery, pilot, a target?): the targets compare the same work at the same prefetch, Celery's default
+PAIRS = (
+    ("noop", CELERY_RESULT, PILOT_P4, True),
+    ("noop", CELERY_DEFAULT, PILOT_P4_NO_OUTPUT, True),
+    ("noop", CELERY_P1, PILOT_P1, False),
+    ("noop", CELERY_TUNED, PILOT_TUNED, False),
+    ("sleep10", CELERY_DEFAULT, PILOT_P4, False),
+    ("sleep10", CELERY_TUNED, PILOT_TUNED, False),
+)
 KINDS = ("noop", "sleep10")
 KIND_LABEL = {"noop": "no-op", "sleep10": "10 ms"}
 
@@ -140,7 +156,7 @@ class Workers:
         base["PYTHONPATH"] = os.pathsep.join([str(workdir), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         for i in range(n):
             if config.system == "celery":
-                env = {**base, **celery_env(queue, config.prefetch)}
+                env = {**base, **celery_env(queue, config.prefetch, result=config.output)}
                 argv = [sys.executable, "-m", "celery", "-A", "bench_peer_celery", "worker", "-Q", queue, "-c", "1",
                         "-P", config.pool, "-n", f"bench{i}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip",
                         "--without-mingle", "--without-heartbeat", "-l", "WARNING"]  # fmt: skip
@@ -169,12 +185,12 @@ class Workers:
                 proc.wait()
 
 
-def celery_env(queue: str, prefetch: int, confirm: bool = False) -> dict[str, str]:
+def celery_env(queue: str, prefetch: int, *, result: bool) -> dict[str, str]:
     return {
         "BENCH_CELERY_QUEUE": queue,
         "BENCH_CELERY_BROKER": kombu_url(AMQP_URL),
         "BENCH_CELERY_PREFETCH": str(prefetch),
-        "BENCH_CELERY_CONFIRM": "1" if confirm else "0",
+        "BENCH_CELERY_RESULT": "1" if result else "0",
     }
 
 
@@ -198,9 +214,13 @@ def events(n: int) -> list[dict[str, int]]:
     return [{"pixel": i, "nside": 64} for i in range(n)]
 
 
-def publish_celery(workdir: Path, queue: str, kind: str, n: int) -> None:
-    """`send_task` n times on one producer (no confirms: the bench's side, not measured)."""
-    os.environ.update(celery_env(queue, 1))
+def publish_celery(workdir: Path, queue: str, kind: str, n: int, reply_to: str | None) -> None:
+    """`send_task` n times on one producer (no confirms: the bench's side, not measured).
+
+    With `reply_to`, the rpc:// result backend's workers publish each result to that queue (the one
+    the pilot would publish its outputs to), so that their results are really stored.
+    """
+    os.environ.update(celery_env(queue, 1, result=reply_to is not None))
     sys.path.insert(0, str(workdir))
     try:
         import bench_peer_celery  # type: ignore[import-not-found]
@@ -208,7 +228,7 @@ def publish_celery(workdir: Path, queue: str, kind: str, n: int) -> None:
         app: Any = bench_peer_celery.app
         with app.producer_or_acquire() as producer:
             for data in events(n):
-                app.send_task(kind, args=[data], queue=queue, producer=producer)
+                app.send_task(kind, args=[data], queue=queue, producer=producer, reply_to=reply_to)
     finally:
         sys.path.remove(str(workdir))
         sys.modules.pop("bench_peer_celery", None)
@@ -232,7 +252,7 @@ def one_run(config: Config, kind: str, n_events: int, n_workers: int, workdir: P
         watch.declare(queue)
         watch.declare(out_queue)
         if config.system == "celery":
-            publish_celery(workdir, queue, kind, n_events)
+            publish_celery(workdir, queue, kind, n_events, out_queue if config.output else None)
         else:
             publish_pilot(queue, n_events)
         workers = Workers(config, workdir, queue, out_queue, kind, n_workers)
@@ -305,14 +325,7 @@ def run(n_workers: int, n_noop: int, n_sleep: int, rounds: int) -> Part:
         ["events", "configuration", "median", "best", "ms/event (median)"],
         rows,
     )
-    pairs = (
-        ("noop", CELERY_DEFAULT, PILOT_DEFAULT, True),
-        ("noop", CELERY_DEFAULT, PILOT_NO_OUTPUT, True),
-        ("noop", CELERY_TUNED, PILOT_TUNED, False),
-        ("sleep10", CELERY_DEFAULT, PILOT_DEFAULT, False),
-        ("sleep10", CELERY_TUNED, PILOT_TUNED, False),
-    )
-    for kind, celery, pilot, targeted in pairs:
+    for kind, celery, pilot, targeted in PAIRS:
         ratios = [p / c for p, c in zip(rates[(pilot.label, kind)], rates[(celery.label, kind)], strict=True)]
         ratio = statistics.median(ratios)
         part.add(
