@@ -40,8 +40,10 @@ from ewms_tms.schedulers import JobState
 from ewms_tms.schedulers.local import LocalScheduler
 from ewms_tms.schedulers.local_job import read_events
 from skydriver.event import Event
+from skydriver.ewms import TO_CLIENTS
 from skydriver.scanner.executor import ScanConfig, run_scan
 from skydriver.scanner.result import skymap
+from skydriver.scans import PENDING_WORKFLOW
 from tests.conftest import _nx_27017_executable, _port_open, _stop_process, _wait_until
 from tests.integration.conftest import WMSUnderTest, make_token
 from tests.integration.test_tms_local import final_jobs, wait_for
@@ -226,6 +228,20 @@ class System:
 
         found: Doc = await wait_for(enough, f"{at_least} results of {scan_id} recorded", guard=SCAN_GUARD)
         return found
+
+    async def task_queue(self, scan_id: str) -> str:
+        """The broker name of the scan's `to-clients` queue (its pixel tasks), once its workflow exists."""
+
+        async def named() -> str | None:
+            workflow_id = (await self.manifest(scan_id))["ewms_workflow_id"]
+            if workflow_id == PENDING_WORKFLOW:
+                return None
+            answer = await self.wms.admin.get(f"/v1/mqs/workflows/{workflow_id}/mq-profiles/public")
+            assert answer.status == 200, answer.json
+            return next((str(p["mqid"]) for p in answer.json["mqprofiles"] if p["alias"] == TO_CLIENTS), None)
+
+        name: str = await wait_for(named, f"the task queue of {scan_id}", guard=SCAN_GUARD)
+        return name
 
     async def workflow(self, scan_id: str) -> Doc:
         manifest = await self.manifest(scan_id)

@@ -15,20 +15,30 @@ from typing import Any
 
 import pytest
 
+import ewms_mq
 from ewms_tms.schedulers import JobState
-from tests.system import PILOTS, expected_skymap_async, pixels_once
+from tests.integration.test_tms_local import wait_for
+from tests.system import PILOTS, SCAN_GUARD, expected_skymap_async, pixels_once
 
 pytestmark = pytest.mark.slow
 NSIDES = {"16": 0, "64": 8}  # 3,072 pixels, then 8 refined ones (16 sub-pixels each, 2 sets)
 PREFETCH = 8  # each pilot holds this many deliveries: the victim surely dies with some unacked
 
 
-async def test_a_pilot_killed_mid_scan_loses_nothing_and_doubles_nothing(system_factory: Any) -> None:
+async def test_a_pilot_killed_mid_scan_loses_nothing_and_doubles_nothing(system_factory: Any, amqp_url: str) -> None:
     system = await system_factory(tms_env={"TMS_PILOT_ENV_JSON": json.dumps({"EWMS_PILOT_PREFETCH": PREFETCH})})
     expected = asyncio.create_task(expected_skymap_async(NSIDES))
     scan_id = await system.post(NSIDES)
+    queue = await system.task_queue(scan_id)
 
-    await system.results_in(scan_id, at_least=1000)  # both pilots busy, two thirds of the first level to go
+    async with await ewms_mq.connect(amqp_url) as broker:
+
+        async def both_pilots_hold_tasks() -> bool:
+            # both consuming with more tasks waiting than they may hold: each holds its full prefetch
+            depth = await broker.queue_depth(queue)
+            return depth.consumers == PILOTS and depth.messages > PILOTS * PREFETCH
+
+        await wait_for(both_pilots_hold_tasks, "both pilots consuming with tasks to spare", guard=SCAN_GUARD)
     pilots = await system.tms.running_pilots()
     assert len(pilots) == PILOTS, pilots
     victim, pid = sorted(pilots.items())[0]
