@@ -26,6 +26,8 @@ INTERNAL = ("_id", "starter", "checkpoint_seq", "cleanup_pending", "pilots_gone_
 # `$set` booleans may come back as 1/0 from some MongoDB wire servers
 BOOLEANS = ("is_deleted", "complete")
 BACKLOG_ORDER = [("priority", DESCENDING), ("timestamp", ASCENDING)]
+# what a claim, a release and a retry schedule change: a claim matches them as it read them
+CLAIM_FIELDS = ("claimed_by", "claim_expires", "next_attempt")
 NEW_STARTER = {"claimed_by": None, "claim_expires": None, "attempts": 0, "next_attempt": None, "last_error": None}
 
 
@@ -36,6 +38,17 @@ def public(doc: Doc) -> Doc:
         if key in out:
             out[key] = bool(out[key])
     return out
+
+
+def _free(starter: Doc, now: float) -> bool:
+    """Whether the starter may claim a backlog scan with this `starter` record now."""
+    claim_expires, next_attempt = starter.get("claim_expires"), starter.get("next_attempt")
+    unheld = starter.get("claimed_by") is None or (claim_expires is not None and claim_expires < now)
+    return unheld and (next_attempt is None or next_attempt <= now)
+
+
+def _equals(value: Any) -> Any:
+    return NULL if value is None else value
 
 
 def _scope(include_deleted: bool) -> Doc:
@@ -83,23 +96,21 @@ class Manifests:
     async def claim_next(self, holder: str, now: float, lease: float) -> Doc | None:
         """Take the next backlog scan (highest priority, then oldest) for `lease` seconds; None if none is due.
 
-        The backlog is listed in order, then the first scan still free is claimed with one atomic
-        `find_one_and_update` on its `scan_id` that repeats every condition, so two replicas never hold
-        the same scan; a claim whose holder died expires with its lease. (Claiming through the sorted
-        backlog query itself would be one call, but the dev MongoDB wire server answers a sorted
-        `find_one_and_update` by reading the whole collection, stalling every other request.)
+        The backlog is listed in order with each scan's `starter` record; the first one free (not
+        held, or its lease expired; not waiting for a retry) is claimed with one atomic
+        `find_one_and_update` that matches the record as it was read, so if another replica claimed,
+        released or rescheduled it meanwhile, the claim misses and the next scan is tried. Two
+        replicas never hold the same scan; a claim whose holder died expires with its lease.
+        (Filtering with `$or` in the database instead makes the dev MongoDB wire server read the
+        whole collection per call, stalling every other request.)
         """
-        free = {
-            "scan_state": str(ScanState.PENDING__PRESTARTUP),
-            "is_deleted": False,
-            "$and": [
-                {"$or": [{"starter.claimed_by": NULL}, {"starter.claim_expires": {"$lt": now}}]},
-                {"$or": [{"starter.next_attempt": NULL}, {"starter.next_attempt": {"$lte": now}}]},
-            ],
-        }
-        for candidate in await self.backlog():
+        for candidate in await self._backlog({"scan_id": True, "starter": True, "_id": False}):
+            starter = candidate.get("starter") or {}
+            if not _free(starter, now):
+                continue
+            as_read = {f"starter.{key}": _equals(starter.get(key)) for key in CLAIM_FIELDS}
             doc = await self.collection.find_one_and_update(
-                {"scan_id": candidate["scan_id"], **free},
+                {"scan_id": candidate["scan_id"], "scan_state": str(ScanState.PENDING__PRESTARTUP), **as_read},
                 {"$set": {"starter.claimed_by": holder, "starter.claim_expires": now + lease}},
                 projection=NO_ID,
                 return_document=ReturnDocument.AFTER,
@@ -115,10 +126,11 @@ class Manifests:
 
     async def backlog(self) -> list[Doc]:
         """The scans waiting for a scanner, in the order the starter takes them."""
-        cursor = self.collection.find(
-            {"scan_state": str(ScanState.PENDING__PRESTARTUP), "is_deleted": False},
-            {"scan_id": True, "priority": True, "timestamp": True, "_id": False},
-        )
+        return await self._backlog({"scan_id": True, "priority": True, "timestamp": True, "_id": False})
+
+    async def _backlog(self, projection: Doc) -> list[Doc]:
+        waiting = {"scan_state": str(ScanState.PENDING__PRESTARTUP), "is_deleted": False}
+        cursor = self.collection.find(waiting, projection)
         return await cursor.sort(BACKLOG_ORDER).to_list()
 
     async def count_running(self) -> int:
