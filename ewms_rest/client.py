@@ -46,5 +46,6 @@ async def call(
         return await client.request(method, path, body if body is not None else {})
     except requests.exceptions.HTTPError as exc:
         raise _refusal(exc, service) from None
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+    # RetryError: the connection pool gave up on answers of a retryable status (e.g. 503 while a database is down)
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.RetryError) as exc:
         raise ServiceUnavailable(f"cannot reach {service} at {client.address}: {type(exc).__name__}") from None
