@@ -68,6 +68,10 @@ def test_event_json_round_trip_and_schema() -> None:
         (lambda d: d.__setitem__("geometry", "km3net"), "geometry"),
         (lambda d: d.__setitem__("readout_window_ns", [5.0, 1.0]), "not after"),
         (lambda d: d["truth"].__setitem__("topology", "cascade"), "truth/topology"),
+        (lambda d: d["pulses"]["charge_pe"].__setitem__(0, 0.0), "pulses/charge_pe/0: 0.0 is less than or equal"),
+        (lambda d: d["pulses"]["om"].__setitem__(1, True), "pulses/om/1: True is not of type 'integer'"),
+        (lambda d: d["pulses"]["string"].__setitem__(2, 0), "pulses/string/2: 0 is less than the minimum of 1"),
+        (lambda d: d["pulses"]["time_ns"].__setitem__(3, "7"), "pulses/time_ns/3: '7' is not of type 'number'"),
     ],
 )
 def test_invalid_events_are_refused_with_a_reason(change: object, message: str) -> None:
@@ -76,6 +80,15 @@ def test_invalid_events_are_refused_with_a_reason(change: object, message: str) 
     change(broken)  # type: ignore[operator]
     with pytest.raises(EventFormatError, match=message):
         Event.from_dict(broken)
+
+
+def test_pulse_columns_follow_json_schema_number_rules() -> None:
+    """Columns are checked whole, not number by number; what JSON Schema accepts still loads (1.0 is an integer)."""
+    doc = json.loads(simulate_track(TrackSpec(ra=2.0, dec=0.4, energy_gev=1000.0), 4).to_json())
+    doc["pulses"]["string"][0] = float(doc["pulses"]["string"][0])
+    doc["pulses"]["time_ns"][0] = int(doc["pulses"]["time_ns"][0])
+    event = Event.from_dict(doc)
+    assert event.n_pulses == len(doc["pulses"]["om"])
 
 
 def _convolved_pandel_reference(delay: float, shape: float) -> float:
