@@ -298,14 +298,41 @@ async def test_timed_out_sync_callable_is_abandoned_not_awaited() -> None:
     from ewms_pilot.tasks import callable as callable_module
 
     release = threading.Event()
-    runner = CallableRunner(lambda _d: release.wait(), timeout=0.05)
+    runner = CallableRunner(lambda d: release.wait() if d == "stuck" else d, timeout=0.5)
     with pytest.raises(TaskTimeoutError):
-        await runner.run("e", 1)
+        await runner.run("e", "stuck")
     assert callable_module.stuck_callable_threads() == 1  # the pilot will exit without joining it
+    # the stuck thread gave up its task slot: the next event runs (in a new thread) instead of queueing behind it
+    assert (await runner.run("e", "next")).data == "next"
     abandoned = list(callable_module._ABANDONED)
     release.set()
-    await asyncio.gather(*(asyncio.wrap_future(f) for f in abandoned))
+    assert all([await asyncio.to_thread(call.finished.wait, 10) for call in abandoned])
     assert callable_module.stuck_callable_threads() == 0
+    await runner.aclose()
+
+
+async def test_sync_callable_cancelled_before_it_ran_is_skipped() -> None:
+    import threading
+
+    release, ran = threading.Event(), []
+
+    def task(d: str) -> str:
+        ran.append(d)
+        if d == "first":
+            release.wait()
+        return d
+
+    runner = CallableRunner(task, timeout=None)
+    first = asyncio.create_task(runner.run("e", "first"))
+    second = asyncio.create_task(runner.run("e", "second"))  # queued behind "first": one task slot
+    await asyncio.sleep(0)  # both calls handed over
+    second.cancel()
+    release.set()
+    assert (await first).data == "first"
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert (await runner.run("e", "third")).data == "third"
+    assert ran == ["first", "third"]
     await runner.aclose()
 
 
