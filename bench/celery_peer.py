@@ -12,8 +12,11 @@ on events `{"pixel": i, "nside": 64}`, from a quorum queue on the same RabbitMQ.
   *defaults*: prefork pool (the task runs in a child process) and `worker_prefetch_multiplier=4`,
   Celery's own defaults; *no result*: `task_ignore_result=True` (the worker publishes nothing);
   *rpc:// result*: the `rpc://` result backend, the results published to the queue the pilot's
-  outputs go to (`reply_to`), so that both do the same work per event; *prefetch 1*: multiplier 1;
-  *tuned*: `solo` pool (the task runs in the consumer process: no IPC per task), multiplier 16.
+  outputs go to (`reply_to`), so that both do the same work per event; *confirmed*: with kombu's
+  `confirm_publish` transport option, so that a result is confirmed by the broker before its task is
+  acked — the pilot's guarantee (ack-last); without it, a result published on the backend's
+  connection can still be lost after the task's ack; *prefetch 1*: multiplier 1; *tuned*: `solo`
+  pool (the task runs in the consumer process: no IPC per task), multiplier 16.
 * **pilot** (`python -m ewms_pilot`, one process per worker, `EWMS_PILOT_TASK_CALLABLE`, one task at a
   time): consumes, calls the function (in a worker thread, as for any sync callable), publishes the
   return value to an output queue (quorum) and waits for the broker's confirm, then acks (the
@@ -31,8 +34,10 @@ interleaved rounds (their order reversed every other round); the table gives the
 rounds and the best round.
 
 Target (issue 10): pilot events/s per worker >= 1.5 x Celery's on no-op events, checked for the same
-work at the same prefetch, that of Celery's defaults (4): outputs published vs rpc:// results, and
-nothing published on either side.
+work with the same guarantee at the same prefetch, that of Celery's defaults (4): nothing published on
+either side, and each output confirmed before its input is acked (the pilot vs rpc:// results with
+publisher confirms). Celery's rpc:// results without confirms (a weaker guarantee, less work for both
+the worker and the broker) are shown beside them.
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ class Config:
     prefetch: int
     pool: str = ""  # celery only
     output: bool = True  # pilot: False runs `noop_no_output` (nothing published); celery: True stores results
+    confirm: bool = False  # celery: results confirmed by the broker before the task is acked
     kinds: tuple[str, ...] = ("noop", "sleep10")
     scale: float = 1.0  # no-op events per run relative to the others: a fast configuration needs more
 
@@ -127,17 +133,22 @@ class Config:
 CELERY_DEFAULT = Config("Celery defaults (prefork -c1, prefetch 4), no result", "celery", 4, "prefork", output=False)
 CELERY_RESULT = Config("Celery defaults (prefork -c1, prefetch 4), rpc:// result", "celery", 4, "prefork",
                        kinds=("noop",))  # fmt: skip
+CELERY_CONFIRMED = Config("Celery defaults (prefork -c1, prefetch 4), rpc:// result, confirmed", "celery", 4,
+                          "prefork", confirm=True, kinds=("noop",))  # fmt: skip
 PILOT_P4 = Config("pilot, prefetch 4, output published", "pilot", 4)
 PILOT_P4_NO_OUTPUT = Config("pilot, prefetch 4, no output", "pilot", 4, output=False, kinds=("noop",))
 CELERY_P1 = Config("Celery prefork -c1, prefetch 1, no result", "celery", 1, "prefork", output=False, kinds=("noop",))
 PILOT_P1 = Config("pilot defaults (prefetch 1), output published", "pilot", 1, kinds=("noop",))
 CELERY_TUNED = Config("Celery tuned (solo pool, prefetch 16), no result", "celery", 16, "solo", output=False, scale=2.5)
 PILOT_TUNED = Config("pilot tuned (prefetch 16), output published", "pilot", 16, scale=2.5)
-CONFIGS = (CELERY_DEFAULT, CELERY_RESULT, PILOT_P4, PILOT_P4_NO_OUTPUT, CELERY_P1, PILOT_P1, CELERY_TUNED, PILOT_TUNED)
-# (events, Celery, pilot, a target?): the targets compare the same work at the same prefetch, Celery's default
+CONFIGS = (CELERY_DEFAULT, CELERY_CONFIRMED, CELERY_RESULT, PILOT_P4, PILOT_P4_NO_OUTPUT, CELERY_P1, PILOT_P1,
+           CELERY_TUNED, PILOT_TUNED)  # fmt: skip
+# (events, Celery, pilot, a target?): the targets compare the same work with the same guarantee at the same
+# prefetch, Celery's default
 PAIRS = (
-    ("noop", CELERY_RESULT, PILOT_P4, True),
+    ("noop", CELERY_CONFIRMED, PILOT_P4, True),
     ("noop", CELERY_DEFAULT, PILOT_P4_NO_OUTPUT, True),
+    ("noop", CELERY_RESULT, PILOT_P4, False),
     ("noop", CELERY_P1, PILOT_P1, False),
     ("noop", CELERY_TUNED, PILOT_TUNED, False),
     ("sleep10", CELERY_DEFAULT, PILOT_P4, False),
@@ -156,7 +167,7 @@ class Workers:
         base["PYTHONPATH"] = os.pathsep.join([str(workdir), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         for i in range(n):
             if config.system == "celery":
-                env = {**base, **celery_env(queue, config.prefetch, result=config.output)}
+                env = {**base, **celery_env(queue, config.prefetch, result=config.output, confirm=config.confirm)}
                 argv = [sys.executable, "-m", "celery", "-A", "bench_peer_celery", "worker", "-Q", queue, "-c", "1",
                         "-P", config.pool, "-n", f"bench{i}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip",
                         "--without-mingle", "--without-heartbeat", "-l", "WARNING"]  # fmt: skip
@@ -185,12 +196,13 @@ class Workers:
                 proc.wait()
 
 
-def celery_env(queue: str, prefetch: int, *, result: bool) -> dict[str, str]:
+def celery_env(queue: str, prefetch: int, *, result: bool, confirm: bool = False) -> dict[str, str]:
     return {
         "BENCH_CELERY_QUEUE": queue,
         "BENCH_CELERY_BROKER": kombu_url(AMQP_URL),
         "BENCH_CELERY_PREFETCH": str(prefetch),
         "BENCH_CELERY_RESULT": "1" if result else "0",
+        "BENCH_CELERY_CONFIRM": "1" if confirm else "0",
     }
 
 

@@ -206,6 +206,24 @@ In the second session on this report (the first run's REST latency, Celery and s
   cost per task (broker, scanner, bookkeeping and the pilot's own work: a few ms of CPU), which the
   2-pilot run must fit beside its pilots on 2 cores while the 1-pilot run has a core for it; that
   bounds the efficiency of a scan of such short tasks well below 0.85.
+
+In the third session (the second run's Celery-with-outputs and scaling figures failed):
+
+- **an event's pulse columns are validated as arrays** (`skydriver/event/model.py`): jsonschema checked
+  the alert event's 4,202 pulses number by number, 0.12 s per load, paid when skydriver takes the scan,
+  when its scanner starts and in every pilot's first task; the same rules on whole columns take 2-8 ms
+  (a column that breaks one still gets jsonschema's message, naming the pulse).
+- **a sync callable's hand-off to its thread is lean** (`ewms_pilot/tasks/callable.py`): one thread per
+  task slot fed through a `SimpleQueue`, answering with one `call_soon_threadsafe`, instead of a
+  `ThreadPoolExecutor` future chained to an asyncio one per event. No-op events without output: 1,299
+  -> 1,384 events/s per pilot (A/B on the development machine, median of 3 runs each; pilot CPU 0.41 ->
+  0.39 ms per event). It also mends a stall: a timed-out sync callable kept its pool's only thread, so
+  every later event of that pilot timed out queued behind it; its thread is now abandoned and replaced.
+- **the Celery target with outputs compares the same guarantee**: the pilot acks an input only once its
+  output is confirmed by the broker; Celery's `rpc://` results are now measured with publisher
+  confirms too (kombu's `confirm_publish`), so a result is confirmed before its task is acked. The
+  pair without confirms, a weaker guarantee (a result can be lost after its task was acked) that costs
+  Celery and the broker less, is still shown: in the second run it was the failing 1.35x.
 """
 
 
