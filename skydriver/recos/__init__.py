@@ -17,7 +17,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import healpy  # type: ignore[import-untyped]
 import numpy as np
 
 from ..event.model import Event
@@ -25,6 +24,7 @@ from .base import Reco, RecoOption, RecoOutput
 from .dummy import CrashDummy, Dummy, RecoCrash
 from .messages import PixelResult, PixelTask
 from .pandel_track import PandelTrack
+from .pixel import ring_pixel_angles
 
 RECOS: dict[str, type[Reco]] = {cls.name: cls for cls in (Dummy, CrashDummy, PandelTrack)}
 CACHED_RECOS = 8
@@ -57,8 +57,8 @@ def get_reco_class(name: str) -> type[Reco]:
 
 def pixel_direction(nside: int, pixel: int) -> tuple[float, float]:
     """(ra, dec) in radians of a HEALPix pixel centre, RING ordering (icecube-skyreader's convention)."""
-    theta, phi = healpy.pix2ang(nside, pixel)
-    return float(phi), float(np.pi / 2 - theta)
+    theta, phi = ring_pixel_angles(nside, pixel)
+    return phi, float(np.pi / 2 - theta)
 
 
 def run_pixel_task(task: Mapping[str, Any], event: Mapping[str, Any] | Event) -> dict[str, Any]:

@@ -20,12 +20,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import healpy  # type: ignore[import-untyped]
 import numpy as np
 
 from ..event.coords import angular_distance
 from ..event.model import Event
 from ..recos.messages import PixelResult
+from . import pixels as hp
 from .pixels import children
 
 SKYMAP_VERSION = 1
@@ -140,7 +140,7 @@ class MultiResolutionMap:
             ((nside, r) for nside, pixels in self.levels for r in pixels.values() if not math.isnan(r.llh)),
             key=lambda item: item[1].llh,
         )
-        theta, phi = healpy.pix2ang(nside, result.pixel)
+        theta, phi = hp.pix2ang(nside, result.pixel)
         return BestFit(float(phi), float(np.pi / 2 - theta), nside, result.pixel, result.llh)
 
     def llh_at(self, ra: np.ndarray | float, dec: np.ndarray | float) -> np.ndarray:
@@ -148,7 +148,7 @@ class MultiResolutionMap:
         ra_array, dec_array = np.broadcast_arrays(np.asarray(ra, dtype=float), np.asarray(dec, dtype=float))
         values = np.full(ra_array.shape, np.nan)
         for nside, (pixels, llhs) in self._llh.items():
-            containing = healpy.ang2pix(nside, np.pi / 2 - dec_array, ra_array)
+            containing = hp.ang2pix(nside, np.pi / 2 - dec_array, ra_array)
             slot = np.clip(np.searchsorted(pixels, containing), 0, pixels.size - 1)
             found = pixels[slot] == containing
             values[found] = llhs[slot[found]]
@@ -171,7 +171,7 @@ class MultiResolutionMap:
                 parent_slot = np.searchsorted(inside, _parents(finer_nside, subpixels, nside))
                 covered = np.bincount(parent_slot, weights=covered_children, minlength=inside.size)
                 uncovered = 1.0 - covered / factor
-            area += float(uncovered.sum()) * healpy.nside2pixarea(nside)
+            area += float(uncovered.sum()) * hp.pixel_area(nside)
         return area * SQUARE_DEGREES_PER_STERADIAN
 
     def summary(self) -> SkymapSummary:
@@ -185,4 +185,4 @@ class MultiResolutionMap:
 
 def _parents(child_nside: int, pixels: np.ndarray, nside: int) -> np.ndarray:
     factor = (child_nside // nside) ** 2
-    return np.asarray(healpy.nest2ring(nside, healpy.ring2nest(child_nside, pixels) // factor))
+    return hp.nest2ring(nside, hp.ring2nest(child_nside, pixels) // factor)

@@ -39,12 +39,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import healpy  # type: ignore[import-untyped]
 import numpy as np
 
 from ..recos.base import RecoOption
 from ..recos.messages import PixelResult, PixelTask
-from .pixels import children, expected_pixels, parse_nsides
+from .pixels import children, expected_pixels, parse_nsides, pix2vec
 
 
 class ScanError(ValueError):
@@ -321,8 +320,8 @@ class SkyScan:
         if anchor is None:
             return set()
         candidates = np.array(sorted(parent.best), dtype=np.int64)
-        centres = np.array(healpy.pix2vec(parent.nside, candidates))
-        closeness = np.einsum("kn,k->n", centres, np.array(healpy.pix2vec(anchor.nside, anchor.pixel)))
+        centres = pix2vec(parent.nside, candidates)
+        closeness = np.einsum("kn,k->n", centres, pix2vec(anchor.nside, anchor.pixel))
         nearest = candidates[np.lexsort((candidates, -closeness))[: level.refine]]
         llhs = np.array([parent.best[p].llh for p in candidates])
         lowest = candidates[np.lexsort((candidates, np.nan_to_num(llhs, nan=np.inf)))[: level.refine]]

@@ -22,6 +22,7 @@ from skydriver.recos import (
 )
 from skydriver.recos.dummy import DUMMY_KAPPA, CrashDummy, Dummy
 from skydriver.recos.pandel_track import PandelTrack
+from skydriver.recos.pixel import ring_pixel_angles
 
 SPEC = TrackSpec(ra=1.2, dec=-0.4, energy_gev=4000.0, vertex_m=(30.0, -40.0, 20.0))
 
@@ -62,6 +63,22 @@ def test_run_pixel_task_is_the_pilot_contract(event) -> None:  # type: ignore[no
 def test_pixel_direction_is_healpy_ring_centre() -> None:
     ra, dec = pixel_direction(64, 20000)
     assert healpy.ang2pix(64, math.pi / 2 - dec, ra) == 20000
+
+
+@pytest.mark.parametrize("nside", [1, 2, 4, 8, 32, 64, 512, 3, 12, 2**13, 2**29])
+def test_ring_pixel_angles_are_healpys_to_the_bit(nside: int) -> None:
+    """Without healpy in the pilot, a task's direction is still exactly healpy's (caps, belt, both poles)."""
+    npix = 12 * nside * nside
+    rng = np.random.default_rng(nside)
+    edges = [0, 1, 2 * nside * (nside - 1) - 1, 2 * nside * (nside - 1), npix // 2, npix - 2 * nside * (nside - 1)]
+    pixels = np.unique(np.concatenate([np.arange(min(npix, 3000)), rng.integers(0, npix, 3000), edges, [npix - 1]]))
+    pixels = pixels[(pixels >= 0) & (pixels < npix)]
+    theta, phi = healpy.pix2ang(nside, pixels)
+    ours = np.array([ring_pixel_angles(nside, int(p)) for p in pixels])
+    np.testing.assert_array_equal(ours[:, 0], theta)
+    np.testing.assert_array_equal(ours[:, 1], phi)
+    with pytest.raises(ValueError, match=f"no pixel {npix} at nside {nside}"):
+        ring_pixel_angles(nside, npix)
 
 
 def test_dummy_minimum_and_shape(event) -> None:  # type: ignore[no-untyped-def]
