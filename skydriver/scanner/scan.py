@@ -224,7 +224,13 @@ class SkyScan:
 
     @property
     def done(self) -> bool:
-        """Every requested pixel finished, and those results call for no further pixels."""
+        """Every requested pixel finished, and those results call for no further pixels.
+
+        Asked after every result, so it first compares counts: fewer finished pixels than requested
+        ones settles it without a set difference.
+        """
+        if any(level.n_finished < len(level.requested) for level in self._levels):
+            return False
         if any(level.unfinished(level.requested) for level in self._levels):
             return False
         return all(

@@ -127,8 +127,13 @@ async def consume_in_batches(
     batch: RecordThenAck[T],
     take: Callable[[Delivery], T | None],
     flushed: Callable[[], None],
+    last: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Each message through `take` into `batch`; the batch is flushed when due, then `flushed()` is told."""
+    """Each message through `take` into `batch`; the batch is flushed when due, then `flushed()` is told.
+
+    When `last()` says nothing more is to come (the scan has every result it waits for), the batch
+    is flushed at once: waiting out `max_seconds` would only delay the final skymap.
+    """
     while True:
         try:
             async with asyncio.timeout(batch.seconds_left()):
@@ -139,7 +144,7 @@ async def consume_in_batches(
             return
         if message is not None:
             batch.add(message, take(message))
-        if batch.due:
+        if batch.due or (message is not None and last()):
             await batch.flush()
             flushed()
 
@@ -286,12 +291,12 @@ class Scanner:
     async def _results_loop(self, broker: ewms_mq.RabbitMQBroker) -> None:
         batch: RecordThenAck[PixelResult] = RecordThenAck(self._record_results)
         async with broker.consume(self._queue(FROM_CLIENTS), prefetch=PREFETCH) as messages:
-            await consume_in_batches(messages, batch, self.take_result, self._check_done)
+            await consume_in_batches(messages, batch, self.take_result, self._check_done, self._all_settled)
 
     async def _dead_task_loop(self, broker: ewms_mq.RabbitMQBroker) -> None:
         batch: RecordThenAck[PixelTask] = RecordThenAck(self._record_dead_tasks)
         async with broker.consume(ewms_mq.dlq_name(self._queue(TO_CLIENTS)), prefetch=PREFETCH) as messages:
-            await consume_in_batches(messages, batch, self.take_dead_task, self._check_done)
+            await consume_in_batches(messages, batch, self.take_dead_task, self._check_done, self._all_settled)
 
     async def _progress_loop(self) -> None:
         while True:
@@ -341,6 +346,10 @@ class Scanner:
 
     async def _record_dead_tasks(self, _new: list[PixelTask]) -> None:
         await self.api.patch_manifest(dead_tasks=self._dead_task_docs())
+
+    def _all_settled(self) -> bool:
+        """Every task has its result or was given up: the last batch need not wait for more."""
+        return self.scan.done
 
     def _check_done(self) -> None:
         """After a record: the scan may want new tasks, or be done."""

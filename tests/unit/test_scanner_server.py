@@ -185,6 +185,30 @@ async def test_consuming_flushes_a_partial_batch_when_it_falls_due() -> None:
     assert message.acked
 
 
+async def test_consuming_flushes_at_once_when_nothing_more_is_to_come() -> None:
+    """The scan's last result is recorded right away, not after the batch's `max_seconds`."""
+    journal = Journal()
+    messages = [Logged("a", journal), Logged("last", journal)]
+    taken: list[str] = []
+
+    def take(message: FakeDelivery) -> str:
+        taken.append(message.data)
+        return str(message.data)
+
+    never = asyncio.Event()
+    batch: RecordThenAck[str] = RecordThenAck(journal.record, max_items=100, max_seconds=3600)
+    consuming = asyncio.create_task(
+        consume_in_batches(_deliveries(messages, never), batch, take, lambda: None, lambda: "last" in taken)
+    )
+    try:
+        async with asyncio.timeout(30):  # a safety net, not a timing assertion: max_seconds is an hour
+            await journal.recorded.wait()
+        assert journal.entries[:2] == ["record a,last", "ack a"]
+    finally:
+        consuming.cancel()
+    assert all(message.acked for message in messages)
+
+
 # -- what the scanner takes from its queues -----------------------------------------------------
 
 
