@@ -45,7 +45,7 @@ class _Call:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     state: str = "queued"  # -> "running" -> "done"; "cancelled" before it ran; "abandoned" while it ran
-    finished: threading.Event = dataclasses.field(default_factory=threading.Event)
+    finished: threading.Event | None = None  # made when abandoned: set once the call has returned
 
 
 _ABANDONED: set[_Call] = set()  # abandoned calls still running
@@ -150,6 +150,7 @@ class _SlotThreads:
                 call.state = "cancelled"  # its thread skips it
             elif call.state == "running":
                 call.state = "abandoned"
+                call.finished = threading.Event()
                 _ABANDONED.add(call)
                 self._threads -= 1  # its thread leaves when the call returns; the slot gets a new one
 
@@ -169,10 +170,10 @@ class _SlotThreads:
                 call.state = "done"
             if abandoned:
                 _ABANDONED.discard(call)
+                assert call.finished is not None
                 call.finished.set()
                 return
             call.loop.call_soon_threadsafe(_settle, call.future, result, error)
-            call.finished.set()
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

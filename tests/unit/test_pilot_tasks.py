@@ -306,7 +306,7 @@ async def test_timed_out_sync_callable_is_abandoned_not_awaited() -> None:
     assert (await runner.run("e", "next")).data == "next"
     abandoned = list(callable_module._ABANDONED)
     release.set()
-    assert all([await asyncio.to_thread(call.finished.wait, 10) for call in abandoned])
+    assert all([call.finished and await asyncio.to_thread(call.finished.wait, 10) for call in abandoned])
     assert callable_module.stuck_callable_threads() == 0
     await runner.aclose()
 
