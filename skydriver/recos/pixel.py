@@ -4,7 +4,7 @@ A pilot needs nothing else of HEALPix, and importing healpy (which imports matpl
 astropy) took about a second of every pilot's start, before its first task could run. The
 arithmetic is healpy's own (healpix_cxx's `pix2loc`, then `pix2ang`), operation for
 operation in IEEE doubles, so the directions are the same to the bit;
-`tests/unit/test_science_pixels.py` compares them with healpy's.
+`tests/unit/test_science_recos.py` compares them with healpy's.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ import numpy as np
 
 from ..recos.base import RecoOption
 from ..recos.messages import PixelResult, PixelTask
-from .pixels import children, expected_pixels, parse_nsides, pix2vec
+from .pixels import children, expected_pixels, npix, parse_nsides, pix2vec
 
 
 class ScanError(ValueError):
@@ -260,7 +260,7 @@ class SkyScan:
             raise ScanError(f"event {event_ref}, this scan is {self.event_ref}")
         if nside not in self._by_nside:
             raise ScanError(f"nside {nside}; this scan has {self.nsides}")
-        if not 0 <= seed < self.n_seeds or not 0 <= pixel < 12 * nside**2:
+        if not 0 <= seed < self.n_seeds or not 0 <= pixel < npix(nside):
             raise ScanError(f"pixel {pixel} seed {seed}: out of range")
 
     def _record(self, result: PixelResult) -> None:
@@ -317,7 +317,7 @@ class SkyScan:
     def _plan_level(self, index: int) -> set[int] | None:
         level = self._levels[index]
         if index == 0:
-            return set(range(12 * level.nside**2))
+            return set(range(npix(level.nside)))
         parent = self._levels[index - 1]
         finished = len(parent.requested) - len(parent.unfinished(parent.requested))
         if not parent.requested or finished < self.threshold * len(parent.requested):
